@@ -1,0 +1,35 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Config } from './config';
+import { healthHandler } from './handlers/health';
+import { removeBackgroundHandler } from './handlers/removeBackground';
+import { warmupHandler } from './handlers/warmup';
+import type { HttpHandler } from './http';
+import { ModelHolder, type ModelLoader } from './model/holder';
+import { PROJECT_ROOT } from './model/registry';
+
+export interface Detourage {
+  config: Config;
+  holder: ModelHolder;
+  handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler };
+}
+
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+/** Wires the three handlers to one shared model holder. */
+export function createDetourage(config: Config, loader?: ModelLoader): Detourage {
+  const holder = new ModelHolder(config, loader);
+  const deps = { config, holder, version: packageVersion(), startedAt: Date.now() };
+  return {
+    config,
+    holder,
+    handlers: {
+      health: healthHandler(deps),
+      warmup: warmupHandler(deps),
+      removeBackground: removeBackgroundHandler(deps),
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import os from 'node:os';
+import path from 'node:path';
+import { DEFAULT_MODELS_DIR, findModel, modelNames, registry } from './model/registry';
+
+export interface Config {
+  /** Registry name of the model that serves requests. */
+  model: string;
+  modelsDir: string;
+  maxUploadBytes: number;
+  maxInputPixels: number;
+  /** Intra-op threads for onnxruntime. */
+  inferThreads: number;
+  port: number;
+}
+
+export class ConfigError extends Error {
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const MIB = 1024 * 1024;
+/** Cloud Functions refuses requests over 32 MB, so a larger cap would never be reached. */
+const PLATFORM_REQUEST_LIMIT = 32 * 1000 * 1000;
+
+function positiveInteger(
+  env: Env,
+  name: string,
+  fallback: number,
+  problems: string[],
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  if (!/^\d+$/.test(raw.trim())) {
+    problems.push(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+    return fallback;
+  }
+  const value = Number(raw.trim());
+  if (value < 1 || value > max) {
+    problems.push(`${name} must be between 1 and ${max}, got ${value}`);
+    return fallback;
+  }
+  return value;
+}
+
+/** Reads and validates every setting at once, so start-up names all problems together. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const model = env.MODEL?.trim() || registry.default;
+  if (!findModel(model)) {
+    problems.push(`MODEL ${JSON.stringify(model)} is not in the registry (known: ${modelNames().join(', ')})`);
+  }
+
+  const modelsDirRaw = env.MODELS_DIR?.trim();
+  const modelsDir = modelsDirRaw ? path.resolve(modelsDirRaw) : DEFAULT_MODELS_DIR;
+
+  const config: Config = {
+    model,
+    modelsDir,
+    maxUploadBytes: positiveInteger(env, 'MAX_UPLOAD_BYTES', 20 * MIB, problems, PLATFORM_REQUEST_LIMIT),
+    maxInputPixels: positiveInteger(env, 'MAX_INPUT_PIXELS', 40_000_000, problems, 268_402_689),
+    inferThreads: positiveInteger(env, 'INFER_THREADS', os.availableParallelism(), problems, 64),
+    port: positiveInteger(env, 'PORT', 8080, problems, 65535),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}

@@ -1,0 +1,75 @@
+/**
+ * Every failure a caller can cause or observe is an ApiError; `toErrorResponse`
+ * is the one place that turns any thrown value into a status and a JSON body.
+ */
+export type ErrorCode =
+  | 'bad_request'
+  | 'missing_image'
+  | 'invalid_parameter'
+  | 'method_not_allowed'
+  | 'payload_too_large'
+  | 'image_too_large'
+  | 'unsupported_media_type'
+  | 'corrupt_image'
+  | 'model_unavailable'
+  | 'not_found'
+  | 'internal';
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  bad_request: 400,
+  missing_image: 400,
+  invalid_parameter: 400,
+  not_found: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  image_too_large: 413,
+  unsupported_media_type: 415,
+  corrupt_image: 422,
+  internal: 500,
+  model_unavailable: 503,
+};
+
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: ErrorCode, message: string, options: { headers?: Record<string, string>; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = STATUS_BY_CODE[code];
+    this.headers = options.headers ?? {};
+  }
+}
+
+export const RETRY_AFTER_SECONDS = 5;
+
+export function modelUnavailable(message: string, cause?: unknown): ApiError {
+  return new ApiError('model_unavailable', message, {
+    headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+    cause,
+  });
+}
+
+export interface ErrorResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: { error: { code: ErrorCode; message: string } };
+}
+
+/** Unknown errors become a generic 500: their messages and stacks stay in the logs. */
+export function toErrorResponse(error: unknown): ErrorResponse {
+  if (error instanceof ApiError) {
+    return {
+      status: error.status,
+      headers: { ...error.headers },
+      body: { error: { code: error.code, message: error.message } },
+    };
+  }
+  return {
+    status: 500,
+    headers: {},
+    body: { error: { code: 'internal', message: 'Internal error while processing the request.' } },
+  };
+}

@@ -1,0 +1,15 @@
+/**
+ * The functions framework's entry (package.json `main`). Every deployed
+ * function loads this module, so it imports nothing heavy: onnxruntime and
+ * sharp are loaded on first use by the removal path only.
+ */
+import { http } from '@google-cloud/functions-framework';
+import { createDetourage } from './app';
+import { loadConfig } from './config';
+
+/** The lazy model holder inside is the only module-level state. */
+export const detourage = createDetourage(loadConfig());
+
+http('health', detourage.handlers.health);
+http('warmup', detourage.handlers.warmup);
+http('removeBackground', detourage.handlers.removeBackground);

@@ -1,0 +1,72 @@
+import { findModel, type ModelEntry } from './registry';
+import type { LoadedModel, SessionSettings } from './session';
+import { Gate } from './gate';
+
+export type ModelLoader = (entry: ModelEntry, settings: SessionSettings) => Promise<LoadedModel>;
+
+export interface HolderSettings extends SessionSettings {
+  model: string;
+}
+
+/** Imported lazily so that a process which only answers health never loads onnxruntime. */
+const loadWithOnnxRuntime: ModelLoader = async (entry, settings) => (await import('./session')).loadModel(entry, settings);
+
+/**
+ * The process's one piece of shared state: the model, loaded on first need.
+ *
+ * Concurrent first requests share one load because the promise is cached. A
+ * failed load is forgotten, so the next request tries again, and the cached
+ * promise always has a handler, so a failure is never an unhandled rejection
+ * (which would make the functions framework exit the process).
+ */
+export class ModelHolder {
+  readonly entry: ModelEntry;
+  private loaded: LoadedModel | null = null;
+  private loading: Promise<LoadedModel> | null = null;
+  private readonly inferenceGate = new Gate(1);
+  private loadAttempts = 0;
+
+  constructor(
+    private readonly settings: HolderSettings,
+    private readonly loader: ModelLoader = loadWithOnnxRuntime,
+  ) {
+    const entry = findModel(settings.model);
+    if (!entry) throw new Error(`unknown model ${settings.model}`);
+    this.entry = entry;
+  }
+
+  get isLoaded(): boolean {
+    return this.loaded !== null;
+  }
+
+  /** How many loads were started; a test hook for "one load for many first requests". */
+  get loadCount(): number {
+    return this.loadAttempts;
+  }
+
+  get(): Promise<LoadedModel> {
+    if (this.loaded) return Promise.resolve(this.loaded);
+    if (!this.loading) {
+      this.loadAttempts += 1;
+      const attempt = this.loader(this.entry, this.settings).then((model) => {
+        this.loaded = model;
+        return model;
+      });
+      this.loading = attempt;
+      attempt.then(
+        () => {
+          this.loading = null;
+        },
+        () => {
+          if (this.loading === attempt) this.loading = null;
+        },
+      );
+    }
+    return this.loading;
+  }
+
+  /** Runs one inference at a time; other requests decode and encode meanwhile. */
+  runInference<T>(task: () => Promise<T>): Promise<T> {
+    return this.inferenceGate.run(task);
+  }
+}

@@ -1,0 +1,75 @@
+import { ApiError } from '../errors';
+import { sharp } from './sharp';
+import type { DecodedImage } from './types';
+
+/** What sharp's metadata calls the formats we accept. AVIF reports as heif with av1 compression. */
+const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
+
+export interface DecodeLimits {
+  maxInputPixels: number;
+}
+
+async function readHeader(bytes: Buffer): Promise<import('sharp').Metadata> {
+  try {
+    return await sharp(bytes).metadata();
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/unsupported image format/i.test(message)) {
+      throw new ApiError('unsupported_media_type', 'The upload is not an image in a supported format (JPEG, PNG, WebP, AVIF, GIF or TIFF).');
+    }
+    throw new ApiError('corrupt_image', 'The image header could not be read: the file is corrupt or truncated.', { cause: error });
+  }
+}
+
+/**
+ * Reads the header first so oversized images are refused before any pixel is
+ * decoded, then decodes the first frame to upright 8-bit sRGB.
+ */
+export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<DecodedImage> {
+  const header = await readHeader(bytes);
+  const format = header.format;
+  if (!ACCEPTED_FORMATS.has(format) || (format === 'heif' && header.compression !== 'av1')) {
+    throw new ApiError('unsupported_media_type', `Images of format ${format} are not supported; send JPEG, PNG, WebP, AVIF, GIF or TIFF.`);
+  }
+  const width = header.width ?? 0;
+  const height = header.height ?? 0;
+  if (width < 1 || height < 1) throw new ApiError('corrupt_image', 'The image has no pixels.');
+  if (width * height > limits.maxInputPixels) {
+    throw new ApiError(
+      'image_too_large',
+      `The image is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} MP); the limit is ${(limits.maxInputPixels / 1e6).toFixed(1)} MP.`,
+    );
+  }
+
+  let decoded: { data: Buffer; info: import('sharp').OutputInfo };
+  try {
+    decoded = await sharp(bytes, { failOn: 'truncated', limitInputPixels: limits.maxInputPixels, pages: 1 })
+      .autoOrient()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw new ApiError('corrupt_image', 'The image could not be decoded: the file is corrupt or truncated.', { cause: error });
+  }
+  const { data, info } = decoded;
+  if (info.channels === 3) {
+    return { width: info.width, height: info.height, rgb: data, alpha: null, format };
+  }
+  return { width: info.width, height: info.height, ...splitAlpha(data, info.width * info.height), format };
+}
+
+/** Separates RGBA into RGB and alpha; a fully opaque alpha is dropped so later stages skip it. */
+function splitAlpha(rgba: Buffer, pixelCount: number): { rgb: Buffer; alpha: Buffer | null } {
+  const rgb = Buffer.allocUnsafe(pixelCount * 3);
+  const alpha = Buffer.allocUnsafe(pixelCount);
+  let opaque = true;
+  for (let pixel = 0, source = 0, target = 0; pixel < pixelCount; pixel += 1, source += 4, target += 3) {
+    rgb[target] = rgba[source]!;
+    rgb[target + 1] = rgba[source + 1]!;
+    rgb[target + 2] = rgba[source + 2]!;
+    const a = rgba[source + 3]!;
+    alpha[pixel] = a;
+    if (a !== 255) opaque = false;
+  }
+  return { rgb, alpha: opaque ? null : alpha };
+}

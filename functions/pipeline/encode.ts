@@ -1,0 +1,91 @@
+import type { Rgb } from '../model/registry';
+import { sharp } from './sharp';
+import type { AlphaMask, EncodedImage, OutputFormat, OutputType, RgbImage } from './types';
+
+export interface EncodeOptions {
+  format: OutputFormat;
+  type: OutputType;
+  /** Composite onto this colour; null keeps transparency. */
+  background: Rgb | null;
+}
+
+const CONTENT_TYPES: Record<OutputFormat, string> = {
+  png: 'image/png',
+  webp: 'image/webp',
+  jpeg: 'image/jpeg',
+};
+
+/** JPEG has no alpha, so a cutout without a chosen colour lands on white. */
+export const JPEG_DEFAULT_BACKGROUND: Rgb = [255, 255, 255];
+
+/**
+ * Straight (not premultiplied) RGBA; colour under alpha 0 is zeroed because it
+ * is invisible and zeros make smaller, faster PNGs.
+ */
+function interleaveRgba(image: RgbImage, mask: AlphaMask): Buffer {
+  const pixelCount = image.width * image.height;
+  const rgba = Buffer.allocUnsafe(pixelCount * 4);
+  const { rgb } = image;
+  const { alpha } = mask;
+  for (let pixel = 0, source = 0, target = 0; pixel < pixelCount; pixel += 1, source += 3, target += 4) {
+    const a = alpha[pixel]!;
+    if (a === 0) {
+      rgba.writeUInt32LE(0, target);
+    } else {
+      rgba[target] = rgb[source]!;
+      rgba[target + 1] = rgb[source + 1]!;
+      rgba[target + 2] = rgb[source + 2]!;
+      rgba[target + 3] = a;
+    }
+  }
+  return rgba;
+}
+
+function compositeOnto(image: RgbImage, mask: AlphaMask, background: Rgb): Buffer {
+  const pixelCount = image.width * image.height;
+  const out = Buffer.allocUnsafe(pixelCount * 3);
+  const { rgb } = image;
+  const { alpha } = mask;
+  const [red, green, blue] = background;
+  for (let pixel = 0, index = 0; pixel < pixelCount; pixel += 1, index += 3) {
+    const keep = alpha[pixel]! / 255;
+    out[index] = red + (rgb[index]! - red) * keep + 0.5;
+    out[index + 1] = green + (rgb[index + 1]! - green) * keep + 0.5;
+    out[index + 2] = blue + (rgb[index + 2]! - blue) * keep + 0.5;
+  }
+  return out;
+}
+
+function toFormat(pipeline: import('sharp').Sharp, format: OutputFormat): import('sharp').Sharp {
+  switch (format) {
+    case 'png':
+      return pipeline.png({ compressionLevel: 6 });
+    case 'webp':
+      return pipeline.webp({ quality: 90, alphaQuality: 100 });
+    case 'jpeg':
+      return pipeline.jpeg({ quality: 90, mozjpeg: false });
+  }
+}
+
+export async function encode(image: RgbImage, mask: AlphaMask, options: EncodeOptions): Promise<EncodedImage> {
+  const { width, height } = image;
+  let pixels: Buffer;
+  let channels: 1 | 3 | 4;
+  if (options.type === 'mask') {
+    pixels = mask.alpha;
+    channels = 1;
+  } else {
+    const background = options.background ?? (options.format === 'jpeg' ? JPEG_DEFAULT_BACKGROUND : null);
+    if (background) {
+      pixels = compositeOnto(image, mask, background);
+      channels = 3;
+    } else {
+      pixels = interleaveRgba(image, mask);
+      channels = 4;
+    }
+  }
+  let pipeline = sharp(pixels, { raw: { width, height, channels } });
+  if (channels === 1) pipeline = pipeline.toColourspace('b-w');
+  const body = await toFormat(pipeline, options.format).toBuffer();
+  return { body, contentType: CONTENT_TYPES[options.format], width, height };
+}

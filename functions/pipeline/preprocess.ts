@@ -1,0 +1,51 @@
+import type { ModelEntry } from '../model/registry';
+import { sharp } from './sharp';
+import type { DecodedImage, ModelInput } from './types';
+
+/**
+ * Pixels hidden by the input's own alpha still carry colours; the model sees
+ * them flattened onto white instead.
+ */
+function flattenOntoWhite(image: DecodedImage): Buffer {
+  if (image.alpha === null) return image.rgb;
+  const { rgb, alpha } = image;
+  const flat = Buffer.allocUnsafe(rgb.length);
+  for (let pixel = 0, channel = 0; pixel < alpha.length; pixel += 1, channel += 3) {
+    const keep = alpha[pixel]! / 255;
+    const white = 255 - 255 * keep;
+    flat[channel] = rgb[channel]! * keep + white;
+    flat[channel + 1] = rgb[channel + 1]! * keep + white;
+    flat[channel + 2] = rgb[channel + 2]! * keep + white;
+  }
+  return flat;
+}
+
+/**
+ * rembg-compatible input: Lanczos resize to the model's square, divide by the
+ * image's maximum value (not by 255), then per-channel (x - mean) / std, CHW.
+ */
+export async function preprocess(image: DecodedImage, entry: ModelEntry): Promise<ModelInput> {
+  const size = entry.inputSize;
+  const resized = await sharp(flattenOntoWhite(image), { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize(size, size, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer();
+
+  let maximum = 0;
+  for (let index = 0; index < resized.length; index += 1) {
+    if (resized[index]! > maximum) maximum = resized[index]!;
+  }
+  const scale = 1 / Math.max(maximum, 1e-6);
+
+  const planeSize = size * size;
+  const data = new Float32Array(3 * planeSize);
+  for (let channel = 0; channel < 3; channel += 1) {
+    const mean = entry.mean[channel]!;
+    const inverseStd = 1 / entry.std[channel]!;
+    const offset = channel * planeSize;
+    for (let pixel = 0, source = channel; pixel < planeSize; pixel += 1, source += 3) {
+      data[offset + pixel] = (resized[source]! * scale - mean) * inverseStd;
+    }
+  }
+  return { size, data };
+}

