@@ -1,0 +1,41 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { createDetourage, type Detourage } from '../../functions/app';
+import type { Config } from '../../functions/config';
+import type { ModelLoader } from '../../functions/model/holder';
+import { createApp } from '../../functions/server';
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export function listen(server: Server): Promise<RunningServer> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.closeAllConnections();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** The functions framework's own test server for one registered function. */
+export async function startFunction(name: 'health' | 'warmup' | 'removeBackground'): Promise<RunningServer> {
+  const { getTestServer } = await import('@google-cloud/functions-framework/testing');
+  return listen(getTestServer(name));
+}
+
+/** The local `npm start` server with its own holder, for tests that need a particular config. */
+export async function startLocalServer(config: Config, loader?: ModelLoader): Promise<RunningServer & { detourage: Detourage }> {
+  const detourage = createDetourage(config, loader);
+  const running = await listen(createApp(detourage).listen(0, '127.0.0.1'));
+  return { ...running, detourage };
+}
