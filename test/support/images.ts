@@ -28,7 +28,7 @@ export async function alphaChannel(image: Buffer): Promise<DecodedPixels> {
 }
 
 /** IoU of the masks thresholded at 0.5 and mean absolute error in [0,1]. */
-export function compareAlpha(actual: Buffer, expected: Buffer): { iou: number; mae: number } {
+export function compareAlpha(actual: Uint8Array, expected: Uint8Array): { iou: number; mae: number } {
   let intersection = 0;
   let union = 0;
   let absoluteError = 0;
