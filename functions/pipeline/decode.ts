@@ -11,7 +11,7 @@ export interface DecodeLimits {
 
 async function readHeader(bytes: Buffer): Promise<import('sharp').Metadata> {
   try {
-    return await sharp(bytes).metadata();
+    return await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (error) {
     const message = (error as Error).message;
     if (/unsupported image format/i.test(message)) {

@@ -56,6 +56,8 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
     };
 
     parser.on('file', (name, stream) => {
+      // A truncated body errors the file stream too; unhandled, that would crash the process.
+      stream.on('error', (error: Error) => fail(new ApiError('bad_request', `Malformed multipart body: ${error.message}.`)));
       if (image !== null || !IMAGE_FIELDS.includes(name)) {
         stream.resume();
         return;
