@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../functions/config';
+import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/model/registry';
+
+test('defaults', () => {
+  const config = loadConfig({});
+  assert.equal(config.model, 'isnet-fp16');
+  assert.equal(config.modelsDir, DEFAULT_MODELS_DIR);
+  assert.equal(config.maxUploadBytes, 20 * 1024 * 1024);
+  assert.equal(config.maxInputPixels, 40_000_000);
+  assert.equal(config.port, 8080);
+  assert.ok(config.inferThreads >= 1);
+});
+
+test('every variable is read', () => {
+  const config = loadConfig({
+    MODEL: 'isnet-uint8',
+    MODELS_DIR: '/srv/models',
+    MAX_UPLOAD_BYTES: '1000',
+    MAX_INPUT_PIXELS: '2000',
+    INFER_THREADS: '3',
+    PORT: '9000',
+  });
+  assert.deepEqual(
+    { ...config },
+    { model: 'isnet-uint8', modelsDir: '/srv/models', maxUploadBytes: 1000, maxInputPixels: 2000, inferThreads: 3, port: 9000 },
+  );
+});
+
+test('invalid values are all named in one clear error', () => {
+  assert.throws(
+    () => loadConfig({ MODEL: 'u3net', MAX_UPLOAD_BYTES: '20MB', MAX_INPUT_PIXELS: '0', INFER_THREADS: '-1', PORT: '70000' }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      for (const pattern of [/MODEL "u3net" is not in the registry/, /MAX_UPLOAD_BYTES must be a positive integer, got "20MB"/, /MAX_INPUT_PIXELS/, /INFER_THREADS/, /PORT must be between 1 and 65535/]) {
+        assert.match(error.message, pattern);
+      }
+      return true;
+    },
+  );
+  assert.throws(() => loadConfig({ MAX_UPLOAD_BYTES: '64000000' }), /MAX_UPLOAD_BYTES must be between 1 and 32000000/);
+});
+
+test('the local server refuses to start on an invalid value, with the message', () => {
+  const result = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'functions', 'server.js')], {
+    env: { ...process.env, PORT: '0', MODEL: 'nope' },
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  assert.equal(result.status, 78);
+  assert.match(result.stderr, /Invalid configuration:[\s\S]*MODEL "nope"/);
+});
+
+test('the functions framework refuses to load the functions on an invalid value', () => {
+  const result = spawnSync(
+    process.execPath,
+    [path.join(PROJECT_ROOT, 'node_modules', '@google-cloud', 'functions-framework', 'build', 'src', 'main.js'), '--target=health', '--port=0'],
+    { cwd: PROJECT_ROOT, env: { ...process.env, MAX_INPUT_PIXELS: 'lots' }, encoding: 'utf8', timeout: 10_000 },
+  );
+  assert.notEqual(result.status, 0);
+  assert.match(result.stderr + result.stdout, /MAX_INPUT_PIXELS must be a positive integer, got "lots"/);
+});

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { loadConfig } from '../functions/config';
+import { ModelHolder } from '../functions/model/holder';
+import { DEFAULT_MODELS_DIR, findModel, modelFilePath } from '../functions/model/registry';
+import type { LoadedModel } from '../functions/model/session';
+import { fixture } from './support/images';
+import { type ErrorBody, postImage } from './support/http';
+import { type RunningServer, startFunction, startLocalServer } from './support/servers';
+
+const unhandled: unknown[] = [];
+process.on('unhandledRejection', (reason) => unhandled.push(reason));
+
+const entry = findModel('isnet-fp16')!;
+
+test('unit: concurrent first calls share one load; a failure is forgotten, not cached', async () => {
+  let calls = 0;
+  let failNext = true;
+  const fakeModel = { entry } as LoadedModel;
+  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1 }, async () => {
+    calls += 1;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    if (failNext) {
+      failNext = false;
+      throw new Error('disk on fire');
+    }
+    return fakeModel;
+  });
+  const first = await Promise.allSettled(Array.from({ length: 8 }, () => holder.get()));
+  assert.equal(calls, 1);
+  assert.ok(first.every((result) => result.status === 'rejected'));
+  assert.equal(holder.isLoaded, false);
+  const second = await Promise.all(Array.from({ length: 8 }, () => holder.get()));
+  assert.equal(calls, 2);
+  assert.ok(second.every((model) => model === fakeModel));
+  assert.equal(holder.isLoaded, true);
+  await holder.get();
+  assert.equal(calls, 2);
+});
+
+test('unit: a failed load nobody awaits is not an unhandled rejection', async () => {
+  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1 }, () => Promise.reject(new Error('nope')));
+  void holder.get().catch(() => undefined);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(unhandled, []);
+});
+
+let removal: RunningServer;
+before(async () => {
+  await import('../functions/index');
+  removal = await startFunction('removeBackground');
+});
+after(() => removal.close());
+
+test('eight concurrent first requests cause exactly one model load', async () => {
+  const { detourage } = await import('../functions/index');
+  assert.equal(detourage.holder.loadCount, 0);
+  const responses = await Promise.all(Array.from({ length: 8 }, () => postImage(`${removal.url}?type=mask`, fixture('car-1.jpg'))));
+  assert.deepEqual(
+    responses.map((response) => response.status),
+    Array.from({ length: 8 }, () => 200),
+  );
+  assert.equal(detourage.holder.loadCount, 1);
+});
+
+test('a load failure answers 503 with Retry-After, and the next request loads once the file is there', async () => {
+  const modelsDir = await mkdtemp(path.join(os.tmpdir(), 'detourage-models-'));
+  const server = await startLocalServer({ ...loadConfig({}), modelsDir });
+  try {
+    const url = `${server.url}/remove-background?type=mask`;
+    const missing = await postImage(url, fixture('car-1.jpg'));
+    assert.equal(missing.status, 503);
+    assert.equal(missing.headers.get('retry-after'), '5');
+    const missingBody = (await missing.json()) as ErrorBody;
+    assert.equal(missingBody.error.code, 'model_unavailable');
+    assert.match(missingBody.error.message, /missing/);
+    assert.doesNotMatch(missingBody.error.message, new RegExp(modelsDir), 'no server paths in responses');
+
+    const target = modelFilePath(modelsDir, entry);
+    await writeFile(target, 'this is not an onnx file');
+    const corrupt = await postImage(url, fixture('car-1.jpg'));
+    assert.equal(corrupt.status, 503);
+    assert.match(((await corrupt.json()) as ErrorBody).error.message, /corrupt/);
+
+    const warmupWhileBroken = await fetch(`${server.url}/warmup`);
+    assert.equal(warmupWhileBroken.status, 503);
+    assert.equal(warmupWhileBroken.headers.get('retry-after'), '5');
+
+    await rm(target);
+    await symlink(modelFilePath(DEFAULT_MODELS_DIR, entry), target);
+    const fixed = await postImage(url, fixture('car-1.jpg'));
+    assert.equal(fixed.status, 200);
+    assert.equal(server.detourage.holder.loadCount, 4);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    await server.close();
+    await rm(modelsDir, { recursive: true, force: true });
+  }
+});
