@@ -10,6 +10,7 @@ export interface Config {
   maxInputPixels: number;
   /** Intra-op threads for onnxruntime. */
   inferThreads: number;
+  /** 0 picks a free port. */
   port: number;
 }
 
@@ -26,12 +27,13 @@ const MIB = 1024 * 1024;
 /** Cloud Functions refuses requests over 32 MB, so a larger cap would never be reached. */
 const PLATFORM_REQUEST_LIMIT = 32 * 1000 * 1000;
 
-function positiveInteger(
+function integerSetting(
   env: Env,
   name: string,
   fallback: number,
   problems: string[],
   max = Number.MAX_SAFE_INTEGER,
+  min = 1,
 ): number {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
@@ -40,8 +42,8 @@ function positiveInteger(
     return fallback;
   }
   const value = Number(raw.trim());
-  if (value < 1 || value > max) {
-    problems.push(`${name} must be between 1 and ${max}, got ${value}`);
+  if (value < min || value > max) {
+    problems.push(`${name} must be between ${min} and ${max}, got ${value}`);
     return fallback;
   }
   return value;
@@ -62,10 +64,10 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     model,
     modelsDir,
-    maxUploadBytes: positiveInteger(env, 'MAX_UPLOAD_BYTES', 20 * MIB, problems, PLATFORM_REQUEST_LIMIT),
-    maxInputPixels: positiveInteger(env, 'MAX_INPUT_PIXELS', 40_000_000, problems, 268_402_689),
-    inferThreads: positiveInteger(env, 'INFER_THREADS', os.availableParallelism(), problems, 64),
-    port: positiveInteger(env, 'PORT', 8080, problems, 65535),
+    maxUploadBytes: integerSetting(env, 'MAX_UPLOAD_BYTES', 20 * MIB, problems, PLATFORM_REQUEST_LIMIT),
+    maxInputPixels: integerSetting(env, 'MAX_INPUT_PIXELS', 40_000_000, problems, 268_402_689),
+    inferThreads: integerSetting(env, 'INFER_THREADS', os.availableParallelism(), problems, 64),
+    port: integerSetting(env, 'PORT', 8080, problems, 65535, 0),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

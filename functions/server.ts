@@ -5,6 +5,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createDetourage, type Detourage } from './app';
 import { type Config, ConfigError, loadConfig } from './config';
 import { ApiError } from './errors';
@@ -68,7 +69,8 @@ async function main(): Promise<void> {
     process.exit(78);
   }
   const server = await startServer(config);
-  console.log(`detourage listening on http://localhost:${config.port} (model ${config.model}, loaded on first use)`);
+  const { port } = server.address() as AddressInfo;
+  console.log(`detourage listening on http://localhost:${port} (model ${config.model}, loaded on first use)`);
   process.once('SIGTERM', () => {
     // Stop accepting, let in-flight requests finish, then leave.
     server.close(() => process.exit(0));
