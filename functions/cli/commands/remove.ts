@@ -1,0 +1,297 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createDetourage } from '../../app';
+import { ApiError } from '../../errors';
+import type { EncodeOptions } from '../../pipeline/encode';
+import type { OutputFormat } from '../../pipeline/types';
+import { type Parameters, parseEncodeOptions } from '../../request/options';
+import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
+import { expandInputs, type InputFile, isFolderTarget, isSingleFile } from '../inputs';
+import { type BatchOutcome, BatchReporter } from '../progress';
+import type { Command } from './command';
+
+/** Flags that are HTTP parameters under the same name, `-` for `_`. */
+const PARAMETER_FLAGS = ['format', 'type', 'bg-color', 'model', 'channels', 'crop', 'refine', 'size'] as const;
+/** Flags that may be given without a value, meaning `true`. */
+const BARE_TRUE_FLAGS = ['crop', 'refine'];
+
+const OPTIONS = {
+  output: { type: 'string', short: 'o' },
+  force: { type: 'boolean', short: 'f' },
+  recursive: { type: 'boolean', short: 'r' },
+  quiet: { type: 'boolean', short: 'q' },
+  param: { type: 'string', short: 'p', multiple: true },
+  help: { type: 'boolean', short: 'h' },
+  format: { type: 'string' },
+  type: { type: 'string' },
+  'bg-color': { type: 'string' },
+  model: { type: 'string' },
+  channels: { type: 'string' },
+  crop: { type: 'string' },
+  refine: { type: 'string' },
+  size: { type: 'string' },
+} as const;
+
+const USAGE = `Usage: detourage remove <input...> [-o FILE|DIR] [options]
+
+Removes the background of each input with the local model (loaded once for
+the whole run) and writes the results.
+
+Inputs:
+  FILE            an image in any supported format (detected from its bytes)
+  DIR             every image in the folder (.jpg .jpeg .png .webp .avif .gif
+                  .tif .tiff); subfolders too with --recursive
+  'DIR/*.jpg'     a pattern, * and ? in the file name (quote it, or let the
+                  shell expand it)
+  -               read one image from standard input
+
+Folders and patterns skip hidden files and earlier outputs (*.cutout.*, *.mask.*).
+
+Output:
+  without -o      next to each input as NAME.cutout.EXT (NAME.mask.EXT for
+                  --type mask), EXT from the format (png, webp, jpg)
+  -o DIR          into DIR (created if missing) as NAME.EXT; --recursive keeps
+                  the subfolders
+  -o FILE         one input only; a .png/.webp/.jpg name sets the format
+  -o -            write to standard output (the default for input -)
+  An existing output is never overwritten without --force: that input fails.
+
+Parameters (the HTTP API's, checked by the same parser):
+  --format png|webp|jpeg      output format (default png)
+  --type cutout|mask          mask: the alpha matte as a grayscale image
+  --bg-color HEX              composite onto this colour (e.g. ff0000, #f00)
+  --model NAME                model to run (sets MODEL; see "detourage models list")
+  --channels VALUE, --size VALUE, --crop[=BOOL], --refine[=VALUE]
+                              passed on as channels, size, crop, refine
+  -p, --param NAME=VALUE      any other parameter, by its API name
+
+Options:
+  -f, --force                 overwrite existing outputs
+  -r, --recursive             descend into subfolders of DIR inputs
+  -q, --quiet                 print failures only
+  -h, --help                  show this help
+
+Progress goes to standard error: a bar on a terminal, otherwise one line per
+input ("ok IN → OUT (MS ms)" or "FAILED IN: MESSAGE"). The run goes on past
+a failed input and exits 1 if any failed.
+
+Examples:
+  detourage remove photo.jpg
+  detourage remove photos/ -o cutouts/ --format webp
+  detourage remove 'shots/*.jpg' -o out/ --bg-color ffffff --format jpeg
+  cat photo.jpg | detourage remove - > cutout.png`;
+
+const EXTENSIONS: Record<OutputFormat, string> = { png: 'png', webp: 'webp', jpeg: 'jpg' };
+const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = { '.png': 'png', '.webp': 'webp', '.jpg': 'jpeg', '.jpeg': 'jpeg' };
+const STDIO = '-';
+
+type Target =
+  | { kind: 'beside' }
+  | { kind: 'folder'; path: string }
+  | { kind: 'file'; path: string }
+  | { kind: 'stdout' };
+
+interface Job {
+  /** For messages. */
+  label: string;
+  input: InputFile | typeof STDIO;
+  /** A path, or STDIO for standard output. */
+  output: string;
+}
+
+function parameterName(flag: string): string {
+  return flag.replaceAll('-', '_');
+}
+
+function collectParameters(values: Readonly<Record<string, unknown>>, params: readonly string[]): Record<string, string> {
+  const parameters: Record<string, string> = {};
+  for (const param of params) {
+    const separator = param.indexOf('=');
+    if (separator <= 0) throw new UsageError(`--param takes NAME=VALUE, got ${JSON.stringify(param)}`);
+    parameters[param.slice(0, separator)] = param.slice(separator + 1);
+  }
+  for (const flag of PARAMETER_FLAGS) {
+    const value = values[flag];
+    if (typeof value === 'string') parameters[parameterName(flag)] = value;
+  }
+  return parameters;
+}
+
+/** The API's own parser, so a bad value gets the API's message. */
+function parseOptions(parameters: Parameters): EncodeOptions {
+  try {
+    return parseEncodeOptions(parameters);
+  } catch (error) {
+    if (error instanceof ApiError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+async function chooseTarget(inputs: readonly string[], output: string | undefined): Promise<Target> {
+  const fromStdin = inputs.includes(STDIO);
+  if (fromStdin && inputs.length > 1) throw new UsageError('"-" (standard input) cannot be combined with other inputs');
+  const single = fromStdin || (await isSingleFile(inputs));
+  if (output === undefined) return fromStdin ? { kind: 'stdout' } : { kind: 'beside' };
+  if (output === STDIO) {
+    if (!single) throw new UsageError('-o - (standard output) takes a single input');
+    return { kind: 'stdout' };
+  }
+  if (await isFolderTarget(output)) return { kind: 'folder', path: output };
+  if (single) return { kind: 'file', path: output };
+  if (!(await exists(output)) && FORMAT_BY_EXTENSION[path.extname(output).toLowerCase()] === undefined) {
+    return { kind: 'folder', path: output };
+  }
+  throw new UsageError(`-o ${output} names a file, but several inputs (or a folder, or a pattern) need an output folder`);
+}
+
+function outputName(input: string, options: EncodeOptions, suffix: boolean): string {
+  const stem = path.basename(input, path.extname(input));
+  const extension = EXTENSIONS[options.format];
+  return suffix ? `${stem}.${options.type === 'mask' ? 'mask' : 'cutout'}.${extension}` : `${stem}.${extension}`;
+}
+
+function planJob(input: InputFile | typeof STDIO, target: Target, options: EncodeOptions): Job {
+  const label = input === STDIO ? 'stdin' : input.path;
+  switch (target.kind) {
+    case 'stdout':
+      return { label, input, output: STDIO };
+    case 'file':
+      return { label, input, output: target.path };
+    case 'folder': {
+      const output =
+        input === STDIO
+          ? path.join(target.path, `stdin.${EXTENSIONS[options.format]}`)
+          : path.join(target.path, input.subdirectory, outputName(input.path, options, false));
+      return { label, input, output };
+    }
+    case 'beside':
+      if (input === STDIO) throw new Error('standard input always has a target');
+      return { label, input, output: path.join(path.dirname(input.path), outputName(input.path, options, true)) };
+  }
+}
+
+/** Without --force the file is created exclusively (`wx`): one that appeared since the check is still kept. */
+async function writeOutput(output: string, body: Buffer, force: boolean): Promise<void> {
+  if (output === STDIO) {
+    await new Promise<void>((resolve, reject) => process.stdout.write(body, (error) => (error ? reject(error) : resolve())));
+    return;
+  }
+  await fs.mkdir(path.dirname(output), { recursive: true });
+  await fs.writeFile(output, body, { flag: force ? 'w' : 'wx' });
+}
+
+async function exists(filePath: string): Promise<boolean> {
+  try {
+    await fs.access(filePath);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Node's `ENOENT: no such file or directory, open 'x'` repeats the path the report line already shows. */
+function describe(error: unknown): string {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  const known: Record<string, string> = {
+    ENOENT: 'no such file or directory',
+    EACCES: 'permission denied',
+    EISDIR: 'is a folder',
+    ENOSPC: 'no space left on the device',
+  };
+  if (typeof code === 'string' && known[code]) return known[code];
+  return typeof message === 'string' ? message : String(error);
+}
+
+function outputExists(output: string): string {
+  return `${output} already exists (--force overwrites it)`;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine({
+    args: expandBareFlags(argv, BARE_TRUE_FLAGS),
+    options: OPTIONS,
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT.ok;
+  }
+  if (positionals.length === 0) throw new UsageError('no input given');
+
+  const target = await chooseTarget(positionals, values.output);
+  const parameters = collectParameters(values, values.param ?? []);
+  const extensionFormat = target.kind === 'file' ? FORMAT_BY_EXTENSION[path.extname(target.path).toLowerCase()] : undefined;
+  if (extensionFormat && parameters.format === undefined) parameters.format = extensionFormat;
+  const options = parseOptions(parameters);
+  if (extensionFormat && extensionFormat !== options.format) {
+    throw new UsageError(`-o ${values.output} does not match --format ${options.format}`);
+  }
+  if (target.kind === 'stdout' && process.stdout.isTTY) {
+    throw new UsageError('the output would go to the terminal: give -o FILE, or redirect standard output');
+  }
+  if (positionals.includes(STDIO) && process.stdin.isTTY) {
+    throw new UsageError('"-" reads an image from standard input, but it is a terminal: pipe or redirect an image into it');
+  }
+
+  const config = loadConfigWith({ MODEL: values.model });
+  const expanded = positionals.includes(STDIO) ? { files: [], problems: [] } : await expandInputs(positionals, { recursive: values.recursive ?? false });
+  const inputs: (InputFile | typeof STDIO)[] = positionals.includes(STDIO) ? [STDIO] : expanded.files;
+  const jobs = inputs.map((input) => planJob(input, target, options));
+
+  const reporter = new BatchReporter(process.stderr, jobs.length + expanded.problems.length, { quiet: values.quiet ?? false });
+  for (const problem of expanded.problems) reporter.failed(problem.input, problem.message);
+
+  // The model loads on the first image that decodes, once for the whole run.
+  const { holder } = createDetourage(config);
+  const { removeBackground } = await import('../../pipeline/run');
+  const claimed = new Map<string, string>();
+  let outcome: BatchOutcome;
+  try {
+    for (const job of jobs) {
+      reporter.started(job.label);
+      const started = performance.now();
+      const outputKey = job.output === STDIO ? STDIO : path.resolve(job.output);
+      const earlier = claimed.get(outputKey);
+      if (earlier !== undefined) {
+        reporter.failed(job.label, `${job.output} is already the output of ${earlier}`);
+        continue;
+      }
+      claimed.set(outputKey, job.label);
+      // Checked before the work so a re-run skips finished images in a moment.
+      if (job.output !== STDIO && !values.force && (await exists(job.output))) {
+        reporter.failed(job.label, outputExists(job.output));
+        continue;
+      }
+      try {
+        const bytes = job.input === STDIO ? await readStdin() : await fs.readFile(job.input.path);
+        const result = await removeBackground(bytes, options, { holder, maxInputPixels: config.maxInputPixels });
+        await writeOutput(job.output, result.image.body, values.force ?? false);
+        reporter.succeeded(job.label, job.output === STDIO ? 'stdout' : job.output, performance.now() - started);
+      } catch (error) {
+        // Without the model no other input can succeed either.
+        if (error instanceof ApiError && error.code === 'model_unavailable') {
+          throw new Error(`${error.message} With the CLI: detourage models fetch ${config.model}`, { cause: error });
+        }
+        const code = (error as { code?: unknown }).code;
+        reporter.failed(job.label, code === 'EEXIST' ? outputExists(job.output) : describe(error));
+      }
+    }
+  } finally {
+    outcome = reporter.finish();
+  }
+  return outcome.failed > 0 ? EXIT.failed : EXIT.ok;
+}
+
+export const removeCommand: Command = {
+  name: 'remove',
+  summary: 'remove the background of images (files, folders, patterns, or stdin)',
+  usage: USAGE,
+  run,
+};

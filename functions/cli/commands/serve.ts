@@ -1,0 +1,51 @@
+import type { AddressInfo } from 'node:net';
+import { startServer } from '../../server';
+import { EXIT, loadConfigWith, parseCommandLine, UsageError } from '../args';
+import type { Command } from './command';
+
+const USAGE = `Usage: detourage serve [--port N] [--model NAME]
+
+The local server of "npm start": health, warmup and remove-background on one
+port, the model loaded on first use. Configured by the environment (MODEL,
+MODELS_DIR, MAX_UPLOAD_BYTES, ...); the options override it.
+
+Options:
+  --port N        port to listen on (sets PORT; 0 picks a free one; default 8080)
+  --model NAME    model that serves requests (sets MODEL)
+  -h, --help      show this help`;
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine({
+    args: argv,
+    options: { port: { type: 'string' }, model: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT.ok;
+  }
+  if (positionals.length > 0) throw new UsageError(`serve takes no arguments, got ${positionals.join(' ')}`);
+  const config = loadConfigWith({ PORT: values.port, MODEL: values.model });
+  const server = await startServer(config);
+  const { port } = server.address() as AddressInfo;
+  process.stdout.write(`detourage listening on http://localhost:${port} (model ${config.model}, loaded on first use)\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => {
+      // As npm start: stop accepting, let in-flight requests finish, then leave.
+      server.close(() => resolve());
+      server.closeIdleConnections();
+      setTimeout(resolve, SHUTDOWN_GRACE_MS).unref();
+    });
+  });
+  return EXIT.ok;
+}
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'run the local HTTP server (the same as npm start)',
+  usage: USAGE,
+  run,
+};
