@@ -61,7 +61,7 @@ interface ColdStart {
   firstInferMs: number[];
 }
 
-interface MemoryResult {
+export interface MemoryResult {
   loadPeakMiB: number;
   residentAfterWarmupMiB: number;
   sequential12mpPeakMiB: number;
@@ -151,8 +151,14 @@ async function formatSizes(server: ServerProcess, image: BenchImage, reps: numbe
  * high-water mark) while serving 12 MP images one at a time, then with
  * several in flight at once.
  */
-async function memory(model: string, image: BenchImage, sequential: number): Promise<MemoryResult> {
-  const server = await spawnServer({ MODEL: model });
+export async function memory(
+  model: string,
+  image: BenchImage,
+  sequential: number,
+  env: Record<string, string> = {},
+  nodeArgs: readonly string[] = [],
+): Promise<MemoryResult> {
+  const server = await spawnServer({ ...env, MODEL: model }, nodeArgs);
   try {
     await waitForHealth(server);
     const warm = await warmup(server);
@@ -334,6 +340,7 @@ async function main(): Promise<void> {
   const loadBefore = loadAverage();
   const started = Date.now();
   const images = await benchImages();
+  log(`models ${models.join(', ')} from ${loadConfig({ ...process.env, MODEL: undefined }).modelsDir}; load average ${loadBefore.join(' ')}`);
   const results: ModelResult[] = [];
   for (const model of models) {
     const result = await benchModel(model, images, iterations, log);
@@ -346,6 +353,7 @@ async function main(): Promise<void> {
     quick: values.quick,
     node: process.version,
     cpus: os.availableParallelism(),
+    modelsDir: loadConfig({ ...process.env, MODEL: undefined }).modelsDir,
     loadAverageBefore: loadBefore,
     loadAverageAfter: loadAverage(),
     durationS: round((Date.now() - started) / 1000),
@@ -354,7 +362,9 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -10,10 +10,10 @@
  * Widening every fp16 tensor (weights, constants, declared types) and
  * retargeting Casts to fp32 turns those Casts into no-ops the optimiser drops.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { DEFAULT_MODELS_DIR } from '../functions/model/registry';
+import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/model/registry';
 
 const FLOAT: number = onnx.TensorProto.DataType.FLOAT;
 const FLOAT16: number = onnx.TensorProto.DataType.FLOAT16;
@@ -92,15 +92,30 @@ export function convertToFp32(model: Uint8Array): { bytes: Uint8Array; counts: C
 
 export const FP32_MODEL_FILE = path.join(DEFAULT_MODELS_DIR, 'isnet-fp16.fp32.onnx');
 
+/**
+ * A models directory in which isnet-fp16.onnx is the fp32 rewrite, so the
+ * unchanged server can be benchmarked on it: `MODELS_DIR=<this> npm run bench -- --models isnet-fp16`.
+ */
+export const FP32_MODELS_DIR = path.join(PROJECT_ROOT, 'bench', '.cache', 'models-fp32');
+
+function linkForServer(target: string): void {
+  mkdirSync(FP32_MODELS_DIR, { recursive: true });
+  const link = path.join(FP32_MODELS_DIR, 'isnet-fp16.onnx');
+  rmSync(link, { force: true });
+  symlinkSync(path.resolve(target), link);
+}
+
 function main(): void {
   const source = process.argv[2] ?? path.join(DEFAULT_MODELS_DIR, 'isnet-fp16.onnx');
   const target = process.argv[3] ?? FP32_MODEL_FILE;
   const started = performance.now();
   const { bytes, counts } = convertToFp32(readFileSync(source));
   writeFileSync(target, bytes);
+  linkForServer(target);
   console.log(
     `${path.basename(source)} → ${path.basename(target)}: ${counts.tensors} tensors (${counts.values} values) widened, ` +
-      `${counts.casts} casts retargeted, ${counts.declaredTypes} declared types; ${bytes.length} bytes in ${(performance.now() - started).toFixed(0)} ms`,
+      `${counts.casts} casts retargeted, ${counts.declaredTypes} declared types; ${bytes.length} bytes in ${(performance.now() - started).toFixed(0)} ms; ` +
+      `MODELS_DIR=${path.relative(process.cwd(), FP32_MODELS_DIR)} serves it as isnet-fp16`,
   );
 }
 

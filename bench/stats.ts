@@ -21,7 +21,7 @@ export function round(value: number, digits = 1): number {
   return Math.round(value * factor) / factor;
 }
 
-export async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
+export async function timed<T>(work: () => Promise<T>): Promise<{ value: Awaited<T>; ms: number }> {
   const started = performance.now();
   const value = await work();
   return { value, ms: performance.now() - started };
