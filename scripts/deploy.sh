@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Deploys the three functions to Cloud Functions (2nd gen) from this repository.
+# `gcloud functions deploy` creates or updates, so re-running updates in place.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+RUNTIME=nodejs22
+
+# Sizing of removeBackground, and of warmup, which loads the same model.
+#
+# Memory per model, from the peak RSS (VmHWM) of one 1024² inference measured
+# with bench/ on 2 cores:
+#   isnet-fp16   ~1.25 GB -> 2Gi
+#   isnet-uint8  ~0.95 GB -> 2Gi: 1Gi would leave no room for the upload, the
+#                decoded image and its resized copies beside the model.
+# The URL models have not been measured, so they get no default: pass --memory.
+declare -A MODEL_MEMORY=([isnet-fp16]=2Gi [isnet-uint8]=2Gi)
+# Cloud Run gives 2Gi only 1 CPU unless told otherwise; onnxruntime's intra-op
+# threads make an inference close to twice as fast on 2.
+DEFAULT_CPU=2
+# A cold instance pays the Node start and the model load (seconds) before its
+# first removal; one instance kept up avoids that for steady light traffic.
+DEFAULT_MIN_INSTANCES=1
+# Bounds the bill under a burst or abuse; raise it for real traffic.
+DEFAULT_MAX_INSTANCES=10
+# Inference runs one at a time inside an instance, so extra concurrent requests
+# only wait there. A few may wait (a short burst costs seconds of queueing
+# rather than a cold start), but not more than the service's own queue (4), or
+# the instance would answer 503 where Cloud Run should have scaled out.
+DEFAULT_CONCURRENCY=4
+# Cloud Functions' default; the service answers its own 504 a little earlier.
+DEFAULT_TIMEOUT=60
+REQUEST_DEADLINE_MARGIN_SECONDS=5
+# warmup exists for explicit checks; the scheduled warmup goes to removeBackground.
+WARMUP_MIN_INSTANCES=0
+WARMUP_MAX_INSTANCES=1
+
+# health never loads the model: the smallest tier. Below 1 CPU Cloud Run
+# allows one request at a time per instance.
+HEALTH_MEMORY=256Mi
+HEALTH_CPU=0.167
+HEALTH_CONCURRENCY=1
+HEALTH_MIN_INSTANCES=0
+HEALTH_MAX_INSTANCES=3
+
+usage() {
+  cat <<EOF
+Usage: $SCRIPT_NAME [options]
+
+Deploys health, warmup and removeBackground to Cloud Functions (2nd gen) from
+$REPO_ROOT. Cloud Build compiles the TypeScript and fetches the
+model into the image (npm run gcp-build). Re-running updates in place.
+
+Options override the environment variable named in brackets.
+  --project=ID              Google Cloud project [PROJECT] (required)
+  --region=REGION           region [REGION] (default $DEFAULT_REGION)
+  --model=NAME              model to build in and serve [MODEL]
+                            (default: the registry's, $REGISTRY_DEFAULT)
+  --memory=SIZE             memory of removeBackground and warmup [MEMORY]
+                            (default per model: $(model_memory_table))
+  --cpu=N                   CPUs of removeBackground and warmup [CPU] (default $DEFAULT_CPU)
+  --min-instances=N         instances of removeBackground kept up [MIN_INSTANCES]
+                            (default $DEFAULT_MIN_INSTANCES; each is billed while idle)
+  --max-instances=N         instance cap of removeBackground [MAX_INSTANCES] (default $DEFAULT_MAX_INSTANCES)
+  --concurrency=N           requests per removeBackground instance [CONCURRENCY] (default $DEFAULT_CONCURRENCY)
+  --timeout=SECONDS         request timeout [TIMEOUT] (default $DEFAULT_TIMEOUT)
+  --max-upload-bytes=N      service limit [MAX_UPLOAD_BYTES] (default: the service's)
+  --max-input-pixels=N      service limit [MAX_INPUT_PIXELS] (default: the service's)
+  --infer-threads=N         onnxruntime threads [INFER_THREADS] (default: the CPU count)
+  --allow-unauthenticated   make the functions public [ALLOW_UNAUTHENTICATED=true]
+  --no-allow-unauthenticated
+                            require an identity token (the default)
+  --dry-run                 print the gcloud commands, one per line, and run nothing
+  -h, --help                show this help
+
+health always runs on the smallest tier ($HEALTH_MEMORY, $HEALTH_CPU CPU); warmup on
+removeBackground's tier with no instance kept up.
+EOF
+}
+
+model_memory_table() {
+  local name text=''
+  for name in "${!MODEL_MEMORY[@]}"; do
+    text+="${text:+, }$name ${MODEL_MEMORY[$name]}"
+  done
+  printf '%s' "$text"
+}
+
+# The registry is the one place model names and the default are written.
+command -v node >/dev/null 2>&1 || fail "node is needed to read models/registry.json"
+mapfile -t REGISTRY < <(node -e '
+  const registry = require(process.argv[1]);
+  console.log(registry.default);
+  for (const model of registry.models) console.log(model.name);
+' "$REPO_ROOT/models/registry.json")
+((${#REGISTRY[@]} > 1)) || fail "could not read the models from models/registry.json"
+REGISTRY_DEFAULT=${REGISTRY[0]}
+REGISTRY_MODELS=("${REGISTRY[@]:1}")
+
+model=${MODEL:-$REGISTRY_DEFAULT}
+memory=${MEMORY:-}
+cpu=${CPU:-$DEFAULT_CPU}
+min_instances=${MIN_INSTANCES:-$DEFAULT_MIN_INSTANCES}
+max_instances=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
+concurrency=${CONCURRENCY:-$DEFAULT_CONCURRENCY}
+timeout=${TIMEOUT:-$DEFAULT_TIMEOUT}
+max_upload_bytes=${MAX_UPLOAD_BYTES:-}
+max_input_pixels=${MAX_INPUT_PIXELS:-}
+infer_threads=${INFER_THREADS:-}
+parse_boolean allow_unauthenticated ALLOW_UNAUTHENTICATED "${ALLOW_UNAUTHENTICATED:-false}"
+
+while (($#)); do
+  OPTION_SHIFT=1
+  case $1 in
+    --model | --model=*) option_value "$@" && model=$OPTION_VALUE ;;
+    --memory | --memory=*) option_value "$@" && memory=$OPTION_VALUE ;;
+    --cpu | --cpu=*) option_value "$@" && cpu=$OPTION_VALUE ;;
+    --min-instances | --min-instances=*) option_value "$@" && min_instances=$OPTION_VALUE ;;
+    --max-instances | --max-instances=*) option_value "$@" && max_instances=$OPTION_VALUE ;;
+    --concurrency | --concurrency=*) option_value "$@" && concurrency=$OPTION_VALUE ;;
+    --timeout | --timeout=*) option_value "$@" && timeout=$OPTION_VALUE ;;
+    --max-upload-bytes | --max-upload-bytes=*) option_value "$@" && max_upload_bytes=$OPTION_VALUE ;;
+    --max-input-pixels | --max-input-pixels=*) option_value "$@" && max_input_pixels=$OPTION_VALUE ;;
+    --infer-threads | --infer-threads=*) option_value "$@" && infer_threads=$OPTION_VALUE ;;
+    --allow-unauthenticated) allow_unauthenticated=true ;;
+    --no-allow-unauthenticated) allow_unauthenticated=false ;;
+    *) common_option "$@" ;;
+  esac
+  shift "$OPTION_SHIFT"
+done
+
+check_project_and_region
+[[ " ${REGISTRY_MODELS[*]} " == *" $model "* ]] ||
+  die "unknown model '$model' (models/registry.json has: ${REGISTRY_MODELS[*]})"
+if [[ -z $memory ]]; then
+  memory=${MODEL_MEMORY[$model]:-}
+  [[ -n $memory ]] || die "no measured memory for model $model: pass --memory (measure its peak RSS with bench/ first)"
+fi
+check_integer 'min instances' "$min_instances" 0 1000
+check_integer 'max instances' "$max_instances" 1 1000
+((10#$min_instances <= 10#$max_instances)) ||
+  die "min instances ($min_instances) must not exceed max instances ($max_instances)"
+check_integer concurrency "$concurrency" 1 1000
+timeout=${timeout%s}
+# The service needs some of the timeout to answer its own 504 before the platform cuts it off.
+check_integer 'timeout (seconds)' "$timeout" 10 3600
+[[ -z $max_upload_bytes ]] || check_integer MAX_UPLOAD_BYTES "$max_upload_bytes" 1 999999999999
+[[ -z $max_input_pixels ]] || check_integer MAX_INPUT_PIXELS "$max_input_pixels" 1 999999999999
+check_tier "$SERVING_FUNCTION" "$memory" "$cpu" "$concurrency"
+if [[ -n ${MODEL_MEMORY[$model]:-} ]]; then
+  serving_mib=$MEMORY_MIB
+  memory_mib "recommended memory" "${MODEL_MEMORY[$model]}"
+  ((serving_mib >= MEMORY_MIB)) ||
+    note "warning: $memory is below the ${MODEL_MEMORY[$model]} measured to hold $model and one image; expect out-of-memory restarts"
+fi
+if [[ -z $infer_threads ]]; then
+  cpu_millis CPU "$cpu"
+  # Cloud Run shows the host's cores to the process, not the CPUs it is allotted.
+  infer_threads=$(((CPU_MILLIS + 999) / 1000))
+fi
+check_integer INFER_THREADS "$infer_threads" 1 64
+check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
+
+env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000))"
+[[ -z $max_upload_bytes ]] || env_vars+=",MAX_UPLOAD_BYTES=$max_upload_bytes"
+[[ -z $max_input_pixels ]] || env_vars+=",MAX_INPUT_PIXELS=$max_input_pixels"
+# gcp-build fetches the model named by MODEL into the image, so the build must
+# see the same MODEL as the runtime. onnxruntime-node's install script would
+# otherwise download CUDA binaries (.npmrc says the same).
+build_env_vars="MODEL=$model,ONNXRUNTIME_NODE_INSTALL=skip"
+if $allow_unauthenticated; then
+  auth_flag=--allow-unauthenticated
+else
+  auth_flag=--no-allow-unauthenticated
+fi
+
+# deploy_function NAME MEMORY CPU MIN_INSTANCES MAX_INSTANCES CONCURRENCY
+deploy_function() {
+  run gcloud functions deploy "$1" --project="$PROJECT" --gen2 --region="$REGION" \
+    --runtime="$RUNTIME" --source="$REPO_ROOT" --entry-point="$1" --trigger-http "$auth_flag" \
+    --memory="$2" --cpu="$3" --min-instances="$4" --max-instances="$5" --concurrency="$6" \
+    --timeout="${timeout}s" --set-env-vars="$env_vars" --set-build-env-vars="$build_env_vars"
+}
+
+deploy_function removeBackground "$memory" "$cpu" "$min_instances" "$max_instances" "$concurrency"
+deploy_function warmup "$memory" "$cpu" "$WARMUP_MIN_INSTANCES" "$WARMUP_MAX_INSTANCES" "$concurrency"
+deploy_function health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_MIN_INSTANCES" "$HEALTH_MAX_INSTANCES" "$HEALTH_CONCURRENCY"
+
+$DRY_RUN || note "deployed. Keep removeBackground's model loaded with scripts/schedule-warmup.sh --project=$PROJECT --region=$REGION --service-account=EMAIL"

@@ -1,0 +1,502 @@
+/**
+ * The deploy, schedule-warmup and teardown scripts against a fake gcloud that
+ * records every call (test/fake-gcloud/gcloud): exact commands and flags,
+ * configuration from env and flags, --dry-run, and bad input.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { PROJECT_ROOT } from '../functions/model/registry';
+
+const FAKE_GCLOUD_DIR = path.join(PROJECT_ROOT, 'test', 'fake-gcloud');
+const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'detourage-deploy-test-'));
+let runs = 0;
+after(() => fs.rmSync(logDir, { recursive: true, force: true }));
+
+type Script = 'deploy.sh' | 'schedule-warmup.sh' | 'teardown.sh';
+type Env = Record<string, string>;
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** Each gcloud call's arguments, in order. */
+  calls: string[][];
+}
+
+function readCalls(log: string): string[][] {
+  if (!fs.existsSync(log)) return [];
+  return fs
+    .readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as string[]);
+}
+
+/** Only the fake gcloud's settings and what a shell needs: no PROJECT or MEMORY leaks in from the caller. */
+function cleanEnv(env: Env, log: string): Env {
+  return {
+    PATH: `${FAKE_GCLOUD_DIR}${path.delimiter}${process.env.PATH ?? ''}`,
+    HOME: process.env.HOME ?? os.tmpdir(),
+    FAKE_GCLOUD_LOG: log,
+    ...env,
+  };
+}
+
+function runScript(script: Script, args: string[], env: Env = {}): Run {
+  const log = path.join(logDir, `gcloud-${++runs}.log`);
+  const result = spawnSync(path.join(PROJECT_ROOT, 'scripts', script), args, { env: cleanEnv(env, log), encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, calls: readCalls(log) };
+}
+
+/** Runs what --dry-run printed, as a person pasting it into bash would. */
+function runPrinted(commands: string, env: Env = {}): Run {
+  const log = path.join(logDir, `gcloud-${++runs}.log`);
+  const result = spawnSync('bash', ['-euo', 'pipefail', '-c', commands], { env: cleanEnv(env, log), encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, calls: readCalls(log) };
+}
+
+function assertSucceeded(run: Run): void {
+  assert.equal(run.status, 0, `exit ${run.status}\n${run.stderr}`);
+}
+
+/** `--name=value` arguments as a map; bare `--name` flags map to true. */
+function flagsOf(call: string[]): Map<string, string | true> {
+  const flags = new Map<string, string | true>();
+  for (const arg of call.filter((word) => word.startsWith('--'))) {
+    const equals = arg.indexOf('=');
+    if (equals === -1) flags.set(arg, true);
+    else flags.set(arg.slice(0, equals), arg.slice(equals + 1));
+  }
+  return flags;
+}
+
+function envVarsOf(call: string[], flag: '--set-env-vars' | '--set-build-env-vars'): Record<string, string> {
+  const value = flagsOf(call).get(flag);
+  assert.equal(typeof value, 'string', `${flag} in ${call.join(' ')}`);
+  return Object.fromEntries((value as string).split(',').map((pair) => pair.split('=', 2) as [string, string]));
+}
+
+const PROJECT = 'detourage-test';
+const SERVICE_ACCOUNT = `warmer@${PROJECT}.iam.gserviceaccount.com`;
+const FAKE_URL = 'https://removebackground-abc123-uc.a.run.app';
+
+describe('deploy.sh', () => {
+  test('deploys the three functions, private, each on its tier', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`]);
+    assertSucceeded(run);
+    assert.deepEqual(
+      run.calls.map((call) => call.slice(0, 3)),
+      [
+        ['functions', 'deploy', 'removeBackground'],
+        ['functions', 'deploy', 'warmup'],
+        ['functions', 'deploy', 'health'],
+      ],
+    );
+    const common = (name: string): string[] => [
+      `--project=${PROJECT}`,
+      '--gen2',
+      '--region=us-central1',
+      '--runtime=nodejs22',
+      `--source=${PROJECT_ROOT}`,
+      `--entry-point=${name}`,
+      '--trigger-http',
+      '--no-allow-unauthenticated',
+    ];
+    const env = [
+      '--timeout=60s',
+      '--set-env-vars=MODEL=isnet-fp16,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000',
+      '--set-build-env-vars=MODEL=isnet-fp16,ONNXRUNTIME_NODE_INSTALL=skip',
+    ];
+    assert.deepEqual(run.calls, [
+      [
+        'functions', 'deploy', 'removeBackground', ...common('removeBackground'),
+        '--memory=2Gi', '--cpu=2', '--min-instances=1', '--max-instances=10', '--concurrency=4', ...env,
+      ],
+      [
+        'functions', 'deploy', 'warmup', ...common('warmup'),
+        '--memory=2Gi', '--cpu=2', '--min-instances=0', '--max-instances=1', '--concurrency=4', ...env,
+      ],
+      [
+        'functions', 'deploy', 'health', ...common('health'),
+        '--memory=256Mi', '--cpu=0.167', '--min-instances=0', '--max-instances=3', '--concurrency=1', ...env,
+      ],
+    ]);
+    assert.match(run.stderr, /schedule-warmup\.sh/);
+  });
+
+  test('reads its settings from the environment', () => {
+    const run = runScript('deploy.sh', [], {
+      PROJECT,
+      REGION: 'europe-west1',
+      MODEL: 'isnet-uint8',
+      MEMORY: '4Gi',
+      CPU: '4',
+      MIN_INSTANCES: '0',
+      MAX_INSTANCES: '3',
+      CONCURRENCY: '2',
+      TIMEOUT: '120',
+      MAX_UPLOAD_BYTES: '10485760',
+      MAX_INPUT_PIXELS: '25000000',
+      ALLOW_UNAUTHENTICATED: 'true',
+    });
+    assertSucceeded(run);
+    const [removal, warmup, health] = run.calls.map(flagsOf);
+    assert.deepEqual(
+      [removal, warmup].map((flags) => ['--memory', '--cpu', '--concurrency', '--timeout'].map((name) => flags?.get(name))),
+      [
+        ['4Gi', '4', '2', '120s'],
+        ['4Gi', '4', '2', '120s'],
+      ],
+    );
+    assert.equal(removal?.get('--min-instances'), '0');
+    assert.equal(removal?.get('--max-instances'), '3');
+    assert.equal(health?.get('--memory'), '256Mi');
+    for (const call of run.calls) {
+      const flags = flagsOf(call);
+      assert.equal(flags.get('--region'), 'europe-west1');
+      assert.equal(flags.get('--allow-unauthenticated'), true);
+      assert.equal(flags.has('--no-allow-unauthenticated'), false);
+      assert.deepEqual(envVarsOf(call, '--set-env-vars'), {
+        MODEL: 'isnet-uint8',
+        INFER_THREADS: '4',
+        REQUEST_TIMEOUT_MS: '115000',
+        MAX_UPLOAD_BYTES: '10485760',
+        MAX_INPUT_PIXELS: '25000000',
+      });
+      assert.deepEqual(envVarsOf(call, '--set-build-env-vars'), { MODEL: 'isnet-uint8', ONNXRUNTIME_NODE_INSTALL: 'skip' });
+    }
+  });
+
+  test('flags override the environment, in both --name=value and --name value forms', () => {
+    const run = runScript(
+      'deploy.sh',
+      ['--project', 'other-project', '--region=asia-northeast1', '--memory', '3Gi', '--cpu=1', '--infer-threads=3',
+        '--min-instances=2', '--no-allow-unauthenticated'],
+      { PROJECT, REGION: 'europe-west1', MEMORY: '4Gi', CPU: '2', MIN_INSTANCES: '0', ALLOW_UNAUTHENTICATED: 'yes' },
+    );
+    assertSucceeded(run);
+    const removal = flagsOf(run.calls[0]!);
+    assert.equal(removal.get('--project'), 'other-project');
+    assert.equal(removal.get('--region'), 'asia-northeast1');
+    assert.equal(removal.get('--memory'), '3Gi');
+    assert.equal(removal.get('--cpu'), '1');
+    assert.equal(removal.get('--min-instances'), '2');
+    assert.equal(removal.get('--no-allow-unauthenticated'), true);
+    assert.equal(envVarsOf(run.calls[0]!, '--set-env-vars').INFER_THREADS, '3');
+  });
+
+  test('--allow-unauthenticated makes all three public', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--allow-unauthenticated']);
+    assertSucceeded(run);
+    assert.equal(run.calls.length, 3);
+    for (const call of run.calls) {
+      assert.ok(call.includes('--allow-unauthenticated'));
+      assert.ok(!call.includes('--no-allow-unauthenticated'));
+    }
+  });
+
+  test('a model without a measured memory deploys with an explicit --memory', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--model=u2netp', '--memory=4Gi']);
+    assertSucceeded(run);
+    assert.equal(flagsOf(run.calls[0]!).get('--memory'), '4Gi');
+    assert.equal(envVarsOf(run.calls[0]!, '--set-build-env-vars').MODEL, 'u2netp');
+  });
+
+  test('memory below the measured need deploys, with a warning', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--memory=1Gi']);
+    assertSucceeded(run);
+    assert.match(run.stderr, /warning: 1Gi is below the 2Gi measured to hold isnet-fp16/);
+  });
+
+  test('a failed deploy stops there', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`], { FAKE_GCLOUD_FAIL: 'functions deploy warmup' });
+    assert.notEqual(run.status, 0);
+    assert.deepEqual(
+      run.calls.map((call) => call[2]),
+      ['removeBackground', 'warmup'],
+    );
+    assert.match(run.stderr, /fake failure/);
+  });
+
+  test('re-running deploys the same commands again (gcloud updates in place)', () => {
+    const first = runScript('deploy.sh', [`--project=${PROJECT}`]);
+    const second = runScript('deploy.sh', [`--project=${PROJECT}`]);
+    assertSucceeded(second);
+    assert.deepEqual(second.calls, first.calls);
+  });
+
+  test('--dry-run prints one copy-pasteable command per function and runs nothing', () => {
+    const args = [`--project=${PROJECT}`, '--region=europe-west1', '--memory=3Gi', '--max-upload-bytes=1000000'];
+    const dry = runScript('deploy.sh', [...args, '--dry-run']);
+    assertSucceeded(dry);
+    assert.deepEqual(dry.calls, []);
+    const lines = dry.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 3);
+    for (const [index, name] of ['removeBackground', 'warmup', 'health'].entries()) {
+      assert.ok(lines[index]!.startsWith(`gcloud functions deploy ${name} --project=${PROJECT} --gen2 --region=europe-west1 `), lines[index]);
+    }
+    const live = runScript('deploy.sh', args);
+    const pasted = runPrinted(dry.stdout);
+    assertSucceeded(pasted);
+    assert.deepEqual(pasted.calls, live.calls);
+  });
+
+  test('--dry-run quotes a source path with spaces and quotes', () => {
+    const copy = fs.mkdtempSync(path.join(logDir, "a dir with 'quotes' "));
+    fs.cpSync(path.join(PROJECT_ROOT, 'scripts'), path.join(copy, 'scripts'), { recursive: true });
+    fs.mkdirSync(path.join(copy, 'models'));
+    fs.copyFileSync(path.join(PROJECT_ROOT, 'models', 'registry.json'), path.join(copy, 'models', 'registry.json'));
+    const log = path.join(logDir, `gcloud-${++runs}.log`);
+    const dry = spawnSync(path.join(copy, 'scripts', 'deploy.sh'), [`--project=${PROJECT}`, '--dry-run'], {
+      env: cleanEnv({}, log),
+      encoding: 'utf8',
+    });
+    assert.equal(dry.status, 0, dry.stderr);
+    const pasted = runPrinted(dry.stdout);
+    assertSucceeded(pasted);
+    assert.deepEqual(
+      pasted.calls.map((call) => flagsOf(call).get('--source')),
+      [copy, copy, copy],
+    );
+  });
+
+  const badInput: { name: string; args: string[]; env?: Env; message: RegExp }[] = [
+    { name: 'an unknown flag', args: ['--memroy=2Gi'], message: /unknown option: --memroy=2Gi/ },
+    { name: 'no project', args: [], env: { PROJECT: '' }, message: /no project: pass --project=ID or set PROJECT/ },
+    { name: 'an invalid project', args: ['--project=My Project'], env: { PROJECT: '' }, message: /invalid project ID/ },
+    { name: 'an invalid region', args: ['--region=mars'], message: /invalid region: 'mars'/ },
+    { name: 'memory "lots"', args: ['--memory=lots'], message: /memory must be a size like 512Mi, 2Gi or 2048M, got 'lots'/ },
+    { name: 'memory from the env', args: [], env: { MEMORY: '2 GB' }, message: /memory must be a size/ },
+    { name: 'memory over 32Gi', args: ['--memory=64Gi', '--cpu=8'], message: /between 128Mi and 32Gi/ },
+    { name: 'a flag without its value', args: ['--memory'], message: /--memory needs a value/ },
+    { name: 'min instances "two"', args: ['--min-instances=two'], message: /min instances must be a whole number, got 'two'/ },
+    { name: 'negative min instances', args: ['--min-instances', '-1'], message: /min instances must be a whole number, got '-1'/ },
+    { name: 'min instances from the env', args: [], env: { MIN_INSTANCES: '1.5' }, message: /min instances must be a whole number/ },
+    { name: 'min over max', args: ['--min-instances=5', '--max-instances=2'], message: /must not exceed max instances/ },
+    { name: 'zero max instances', args: ['--max-instances=0'], message: /max instances must be between 1 and 1000/ },
+    { name: 'zero concurrency', args: ['--concurrency=0'], message: /concurrency must be between 1 and 1000/ },
+    { name: 'CPU 3', args: ['--cpu=3'], message: /CPU must be between 0.08 and 1, or 2, 4, 6 or 8, got '3'/ },
+    { name: 'CPU "fast"', args: ['--cpu=fast'], message: /CPU must be a number of CPUs/ },
+    { name: 'fractional CPU with concurrency', args: ['--cpu=0.5'], message: /below 1 CPU \(0.5\) Cloud Run allows concurrency 1 only/ },
+    { name: 'more memory than 1 CPU allows', args: ['--cpu=1', '--memory=8Gi'], message: /more memory than 1 CPU allows \(at most 4Gi\)/ },
+    { name: 'too little memory for 4 CPUs', args: ['--cpu=4', '--memory=1Gi'], message: /4 CPUs need at least 2Gi/ },
+    { name: 'a timeout under 10 s', args: ['--timeout=5'], message: /timeout \(seconds\) must be between 10 and 3600/ },
+    { name: 'an unknown model', args: ['--model=nope'], message: /unknown model 'nope' \(models\/registry.json has: isnet-fp16 isnet-uint8/ },
+    { name: 'an unmeasured model without --memory', args: ['--model=u2net'], message: /no measured memory for model u2net: pass --memory/ },
+    { name: 'ALLOW_UNAUTHENTICATED=maybe', args: [], env: { ALLOW_UNAUTHENTICATED: 'maybe' }, message: /ALLOW_UNAUTHENTICATED must be true or false/ },
+    { name: 'MAX_UPLOAD_BYTES=20MB', args: [], env: { MAX_UPLOAD_BYTES: '20MB' }, message: /MAX_UPLOAD_BYTES must be a whole number/ },
+    { name: 'zero infer threads', args: ['--infer-threads=0'], message: /INFER_THREADS must be between 1 and 64/ },
+  ];
+  for (const { name, args, env, message } of badInput) {
+    test(`refuses ${name} before running any gcloud command`, () => {
+      const run = runScript('deploy.sh', args, { PROJECT, ...env });
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, message);
+      assert.match(run.stderr, /Run deploy\.sh --help for usage/);
+      assert.deepEqual(run.calls, []);
+      assert.equal(run.stdout, '');
+    });
+  }
+});
+
+describe('schedule-warmup.sh', () => {
+  const base = [`--project=${PROJECT}`, `--service-account=${SERVICE_ACCOUNT}`];
+
+  test('creates the job when there is none: GET to removeBackground with an OIDC token', () => {
+    const run = runScript('schedule-warmup.sh', base, { FAKE_GCLOUD_URL: FAKE_URL, FAKE_GCLOUD_MISSING: 'detourage-warmup' });
+    assertSucceeded(run);
+    assert.deepEqual(run.calls, [
+      ['functions', 'describe', 'removeBackground', `--project=${PROJECT}`, '--gen2', '--region=us-central1',
+        '--format=value(serviceConfig.uri)'],
+      ['functions', 'add-invoker-policy-binding', 'removeBackground', `--project=${PROJECT}`, '--region=us-central1',
+        `--member=serviceAccount:${SERVICE_ACCOUNT}`],
+      ['scheduler', 'jobs', 'describe', 'detourage-warmup', `--project=${PROJECT}`, '--location=us-central1'],
+      ['scheduler', 'jobs', 'create', 'http', 'detourage-warmup', `--project=${PROJECT}`, '--location=us-central1',
+        '--schedule=*/5 * * * *', `--uri=${FAKE_URL}`, '--http-method=GET',
+        `--oidc-service-account-email=${SERVICE_ACCOUNT}`, `--oidc-token-audience=${FAKE_URL}`,
+        '--description=detourage: GET removeBackground to keep its model loaded'],
+    ]);
+  });
+
+  test('updates the job when it exists, with the same flags', () => {
+    const created = runScript('schedule-warmup.sh', base, { FAKE_GCLOUD_MISSING: 'detourage-warmup' });
+    const updated = runScript('schedule-warmup.sh', base);
+    assertSucceeded(updated);
+    const last = updated.calls.at(-1)!;
+    assert.deepEqual(last.slice(0, 4), ['scheduler', 'jobs', 'update', 'http']);
+    assert.deepEqual(last.slice(4), created.calls.at(-1)!.slice(4));
+  });
+
+  test('takes settings from the environment, and flags over them', () => {
+    const run = runScript('schedule-warmup.sh', ['--schedule', '*/10 * * * *', '--region=europe-west1'], {
+      PROJECT,
+      REGION: 'us-east1',
+      SCHEDULER_SERVICE_ACCOUNT: SERVICE_ACCOUNT,
+      WARMUP_SCHEDULE: '0 * * * *',
+      WARMUP_JOB: 'keep-warm',
+    });
+    assertSucceeded(run);
+    const job = run.calls.at(-1)!;
+    assert.equal(job[4], 'keep-warm');
+    assert.equal(flagsOf(job).get('--schedule'), '*/10 * * * *');
+    assert.equal(flagsOf(job).get('--location'), 'europe-west1');
+    assert.equal(flagsOf(run.calls[0]!).get('--region'), 'europe-west1');
+  });
+
+  test('--url skips the lookup', () => {
+    const url = 'https://removebackground-given-ew.a.run.app';
+    const run = runScript('schedule-warmup.sh', [...base, `--url=${url}`]);
+    assertSucceeded(run);
+    assert.deepEqual(
+      run.calls.map((call) => call.slice(0, 3).join(' ')),
+      ['functions add-invoker-policy-binding removeBackground', 'scheduler jobs describe', 'scheduler jobs update'],
+    );
+    assert.equal(flagsOf(run.calls.at(-1)!).get('--uri'), url);
+    assert.equal(flagsOf(run.calls.at(-1)!).get('--oidc-token-audience'), url);
+  });
+
+  test('stops when removeBackground is not deployed', () => {
+    const run = runScript('schedule-warmup.sh', base, { FAKE_GCLOUD_MISSING: 'removeBackground' });
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, /NOT_FOUND: removeBackground/);
+    assert.equal(run.calls.length, 1);
+  });
+
+  test('stops when removeBackground has no URL', () => {
+    const run = runScript('schedule-warmup.sh', base, { FAKE_GCLOUD_URL: '' });
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /removeBackground has no URL yet: deploy it first/);
+    assert.equal(run.calls.length, 1);
+  });
+
+  test('--dry-run prints the lookup, the binding and create-or-update, and runs nothing', () => {
+    const dry = runScript('schedule-warmup.sh', [...base, '--dry-run']);
+    assertSucceeded(dry);
+    assert.deepEqual(dry.calls, []);
+    assert.deepEqual(dry.stdout.trimEnd().split('\n'), [
+      `url=$(gcloud functions describe removeBackground --project=${PROJECT} --gen2 --region=us-central1 --format='value(serviceConfig.uri)')`,
+      `gcloud functions add-invoker-policy-binding removeBackground --project=${PROJECT} --region=us-central1 --member=serviceAccount:${SERVICE_ACCOUNT}`,
+      `if gcloud scheduler jobs describe detourage-warmup --project=${PROJECT} --location=us-central1 >/dev/null 2>&1; then verb=update; else verb=create; fi`,
+      `gcloud scheduler jobs "$verb" http detourage-warmup --project=${PROJECT} --location=us-central1 --schedule='*/5 * * * *' --uri="$url" --http-method=GET --oidc-service-account-email=${SERVICE_ACCOUNT} --oidc-token-audience="$url" --description='detourage: GET removeBackground to keep its model loaded'`,
+    ]);
+    for (const missing of ['', 'detourage-warmup']) {
+      const env = { FAKE_GCLOUD_URL: FAKE_URL, FAKE_GCLOUD_MISSING: missing };
+      const pasted = runPrinted(dry.stdout, env);
+      assertSucceeded(pasted);
+      assert.deepEqual(pasted.calls, runScript('schedule-warmup.sh', base, env).calls);
+    }
+  });
+
+  const badInput: { name: string; args: string[]; env?: Env; message: RegExp }[] = [
+    { name: 'no service account', args: [`--project=${PROJECT}`], message: /no service account: pass --service-account=EMAIL/ },
+    { name: 'a service account that is no email', args: [...base, '--service-account=warmer'], message: /invalid service account email/ },
+    { name: 'no project', args: [`--service-account=${SERVICE_ACCOUNT}`], message: /no project/ },
+    { name: 'a schedule in words', args: [...base, '--schedule=every 5 minutes'], message: /schedule must be a cron expression with 5 fields/ },
+    { name: 'a schedule with 6 fields', args: [...base, '--schedule=0 */5 * * * *'], message: /5 fields/ },
+    { name: 'a plain-http URL', args: [...base, '--url=http://example.test/'], message: /the URL must start with https:\/\// },
+    { name: 'a job name with spaces', args: [...base, '--job=my job'], message: /invalid scheduler job name: 'my job'/ },
+    { name: 'an unknown flag', args: [...base, '--cron=5'], message: /unknown option: --cron=5/ },
+  ];
+  for (const { name, args, env, message } of badInput) {
+    test(`refuses ${name} before running any gcloud command`, () => {
+      const run = runScript('schedule-warmup.sh', args, env);
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, message);
+      assert.deepEqual(run.calls, []);
+    });
+  }
+});
+
+describe('teardown.sh', () => {
+  const describeAndDelete = (group: 'functions' | 'scheduler', name: string, extra: string[] = []): string[][] => {
+    const prefix = group === 'functions' ? ['functions'] : ['scheduler', 'jobs'];
+    const scope =
+      group === 'functions'
+        ? [`--project=${PROJECT}`, '--gen2', '--region=us-central1']
+        : [`--project=${PROJECT}`, '--location=us-central1'];
+    return [
+      [...prefix, 'describe', name, ...scope],
+      [...prefix, 'delete', name, ...scope, ...extra],
+    ];
+  };
+
+  test('deletes the job, then the three functions', () => {
+    const run = runScript('teardown.sh', [`--project=${PROJECT}`]);
+    assertSucceeded(run);
+    assert.deepEqual(run.calls, [
+      ...describeAndDelete('scheduler', 'detourage-warmup'),
+      ...describeAndDelete('functions', 'removeBackground'),
+      ...describeAndDelete('functions', 'warmup'),
+      ...describeAndDelete('functions', 'health'),
+    ]);
+  });
+
+  test('--quiet passes --quiet to the deletes', () => {
+    const run = runScript('teardown.sh', [`--project=${PROJECT}`, '--quiet', '--job=keep-warm']);
+    assertSucceeded(run);
+    assert.deepEqual(run.calls, [
+      ...describeAndDelete('scheduler', 'keep-warm', ['--quiet']),
+      ...describeAndDelete('functions', 'removeBackground', ['--quiet']),
+      ...describeAndDelete('functions', 'warmup', ['--quiet']),
+      ...describeAndDelete('functions', 'health', ['--quiet']),
+    ]);
+  });
+
+  test('skips what is already gone, so a re-run finishes a partial teardown', () => {
+    const run = runScript('teardown.sh', [`--project=${PROJECT}`], { FAKE_GCLOUD_MISSING: 'detourage-warmup,warmup' });
+    assertSucceeded(run);
+    assert.deepEqual(
+      run.calls.filter((call) => call.includes('delete')).map((call) => call[call.indexOf('delete') + 1]),
+      ['removeBackground', 'health'],
+    );
+    assert.match(run.stderr, /skipped, describe failed: .*NOT_FOUND: detourage-warmup/);
+  });
+
+  test('--dry-run prints each delete behind its existence check and runs nothing', () => {
+    const dry = runScript('teardown.sh', [`--project=${PROJECT}`, '--quiet', '--dry-run']);
+    assertSucceeded(dry);
+    assert.deepEqual(dry.calls, []);
+    const lines = dry.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 4);
+    assert.equal(
+      lines[1],
+      `if gcloud functions describe removeBackground --project=${PROJECT} --gen2 --region=us-central1 >/dev/null 2>&1; ` +
+        `then gcloud functions delete removeBackground --project=${PROJECT} --gen2 --region=us-central1 --quiet; fi`,
+    );
+    const env = { FAKE_GCLOUD_MISSING: 'health' };
+    const pasted = runPrinted(dry.stdout, env);
+    assertSucceeded(pasted);
+    assert.deepEqual(pasted.calls, runScript('teardown.sh', [`--project=${PROJECT}`, '--quiet'], env).calls);
+  });
+
+  test('refuses an unknown flag or a missing project before running any gcloud command', () => {
+    for (const args of [[`--project=${PROJECT}`, '--force'], ['--quiet']]) {
+      const run = runScript('teardown.sh', args);
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, /unknown option: --force|no project/);
+      assert.deepEqual(run.calls, []);
+    }
+  });
+});
+
+test('--help describes every option and runs nothing', () => {
+  const expected: Record<Script, string[]> = {
+    'deploy.sh': ['--project', '--region', '--model', '--memory', '--cpu', '--min-instances', '--max-instances',
+      '--concurrency', '--timeout', '--allow-unauthenticated', '--dry-run', 'PROJECT', 'MEMORY', 'ALLOW_UNAUTHENTICATED'],
+    'schedule-warmup.sh': ['--project', '--region', '--service-account', '--schedule', '--job', '--url', '--dry-run'],
+    'teardown.sh': ['--project', '--region', '--job', '--quiet', '--dry-run'],
+  };
+  for (const [script, words] of Object.entries(expected) as [Script, string[]][]) {
+    for (const flag of ['--help', '-h']) {
+      const run = runScript(script, [flag]);
+      assertSucceeded(run);
+      assert.match(run.stdout, /^Usage: /);
+      for (const word of words) assert.ok(run.stdout.includes(word), `${script} --help mentions ${word}`);
+      assert.deepEqual(run.calls, []);
+    }
+  }
+});
