@@ -169,6 +169,8 @@ env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeo
 # see the same MODEL as the runtime. onnxruntime-node's install script would
 # otherwise download CUDA binaries (.npmrc says the same).
 build_env_vars="MODEL=$model,ONNXRUNTIME_NODE_INSTALL=skip"
+# Always one of the two: with neither, gcloud asks on a new function and leaves
+# an existing one as it was, so a function once made public would stay public.
 if $allow_unauthenticated; then
   auth_flag=--allow-unauthenticated
 else

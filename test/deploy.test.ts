@@ -483,6 +483,24 @@ describe('teardown.sh', () => {
   });
 });
 
+test('docs/deploy.md shows what the scripts print and names every deploy option', () => {
+  const docs = fs.readFileSync(path.join(PROJECT_ROOT, 'docs', 'deploy.md'), 'utf8');
+  const documented = new Set(docs.split('\n'));
+  const example = ['--project=my-project', '--region=europe-west1', '--dry-run'];
+  const printed = [
+    ...runScript('deploy.sh', example).stdout.replaceAll(PROJECT_ROOT, '/path/to/detourage').trimEnd().split('\n'),
+    ...runScript('schedule-warmup.sh', [...example, '--service-account=detourage-warmer@my-project.iam.gserviceaccount.com'])
+      .stdout.trimEnd()
+      .split('\n'),
+  ];
+  assert.equal(printed.length, 7);
+  for (const line of printed) assert.ok(documented.has(line), `docs/deploy.md shows:\n${line}`);
+  const help = runScript('deploy.sh', ['--help']).stdout;
+  for (const [flag] of help.matchAll(/^ {2}--[a-z-]+/gm)) {
+    assert.ok(docs.includes(`\`${flag.trim()}\``), `docs/deploy.md names ${flag.trim()}`);
+  }
+});
+
 test('--help describes every option and runs nothing', () => {
   const expected: Record<Script, string[]> = {
     'deploy.sh': ['--project', '--region', '--model', '--memory', '--cpu', '--min-instances', '--max-instances',
