@@ -137,16 +137,16 @@ if [[ -z $memory ]]; then
   memory=${MODEL_MEMORY[$model]:-}
   [[ -n $memory ]] || die "no measured memory for model $model: pass --memory (measure its peak RSS with bench/ first)"
 fi
-check_integer 'min instances' "$min_instances" 0 1000
-check_integer 'max instances' "$max_instances" 1 1000
-((10#$min_instances <= 10#$max_instances)) ||
+check_integer min_instances 'min instances' 0 1000
+check_integer max_instances 'max instances' 1 1000
+((min_instances <= max_instances)) ||
   die "min instances ($min_instances) must not exceed max instances ($max_instances)"
-check_integer concurrency "$concurrency" 1 1000
+check_integer concurrency concurrency 1 1000
 timeout=${timeout%s}
 # The service needs some of the timeout to answer its own 504 before the platform cuts it off.
-check_integer 'timeout (seconds)' "$timeout" 10 3600
-[[ -z $max_upload_bytes ]] || check_integer MAX_UPLOAD_BYTES "$max_upload_bytes" 1 999999999999
-[[ -z $max_input_pixels ]] || check_integer MAX_INPUT_PIXELS "$max_input_pixels" 1 999999999999
+check_integer timeout 'timeout (seconds)' 10 3600
+[[ -z $max_upload_bytes ]] || check_integer max_upload_bytes MAX_UPLOAD_BYTES 1 999999999999
+[[ -z $max_input_pixels ]] || check_integer max_input_pixels MAX_INPUT_PIXELS 1 999999999999
 check_tier "$SERVING_FUNCTION" "$memory" "$cpu" "$concurrency"
 if [[ -n ${MODEL_MEMORY[$model]:-} ]]; then
   serving_mib=$MEMORY_MIB
@@ -156,10 +156,10 @@ if [[ -n ${MODEL_MEMORY[$model]:-} ]]; then
 fi
 if [[ -z $infer_threads ]]; then
   cpu_millis CPU "$cpu"
-  # Cloud Run shows the host's cores to the process, not the CPUs it is allotted.
+  # The process may see the host's cores rather than the CPUs it is allotted.
   infer_threads=$(((CPU_MILLIS + 999) / 1000))
 fi
-check_integer INFER_THREADS "$infer_threads" 1 64
+check_integer infer_threads INFER_THREADS 1 64
 check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 
 env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000))"

@@ -189,6 +189,15 @@ describe('deploy.sh', () => {
     assert.equal(envVarsOf(run.calls[0]!, '--set-env-vars').INFER_THREADS, '3');
   });
 
+  test('numbers with leading zeros are read as decimal', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--timeout=090', '--min-instances=02']);
+    assertSucceeded(run);
+    const removal = run.calls[0]!;
+    assert.equal(flagsOf(removal).get('--timeout'), '90s');
+    assert.equal(flagsOf(removal).get('--min-instances'), '2');
+    assert.equal(envVarsOf(removal, '--set-env-vars').REQUEST_TIMEOUT_MS, '85000');
+  });
+
   test('--allow-unauthenticated makes all three public', () => {
     const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--allow-unauthenticated']);
     assertSucceeded(run);

@@ -77,13 +77,14 @@ check_job_name() {
   [[ $1 =~ ^[A-Za-z0-9_-]{1,500}$ ]] || die "invalid scheduler job name: '$1' (letters, digits, - and _ only)"
 }
 
-# check_integer LABEL VALUE MIN MAX
+# check_integer VAR LABEL MIN MAX: checks VAR's value and writes it back in
+# plain decimal, since arithmetic would read a leading zero as octal.
 check_integer() {
-  local label=$1 value=$2 min=$3 max=$4
-  [[ $value =~ ^[0-9]{1,15}$ ]] || die "$label must be a whole number, got '$value'"
-  # Leading zeros would read as octal in arithmetic.
-  value=$((10#$value))
-  ((value >= min && value <= max)) || die "$label must be between $min and $max, got $value"
+  local -n checked=$1
+  local label=$2 min=$3 max=$4
+  [[ $checked =~ ^[0-9]{1,15}$ ]] || die "$label must be a whole number, got '$checked'"
+  checked=$((10#$checked))
+  ((checked >= min && checked <= max)) || die "$label must be between $min and $max, got $checked"
 }
 
 # parse_boolean VAR LABEL VALUE: sets VAR to true or false.
