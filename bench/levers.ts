@@ -3,7 +3,7 @@
  * thing (session options, precision, a saved optimised graph, decoding, PNG
  * settings, libvips threads, the allocator) against what the service does now.
  *
- *   node dist/bench/levers.js [session,precision,optimized,decode,png,postprocess,sharp,malloc] [--quick]
+ *   node dist/bench/levers.js [session,alloc,precision,optimized,decode,png,postprocess,interleave,sharp,malloc] [--quick]
  *
  * Prints a table per lever and writes every figure to bench/.results/.
  */
@@ -39,8 +39,11 @@ const quick = process.argv.includes('--quick');
 const settingsFor = (model: string) => loadConfig({ ...process.env, MODEL: model });
 const entryOf = (model: string): ModelEntry => findModel(model)!;
 
-async function probe(request: ProbeRequest): Promise<ProbeResult> {
-  const { stdout } = await promisify(execFile)(process.execPath, [PROBE_SCRIPT, JSON.stringify(request)], { maxBuffer: 1 << 20 });
+async function probe(request: ProbeRequest, env: Record<string, string> = {}): Promise<ProbeResult> {
+  const { stdout } = await promisify(execFile)(process.execPath, [PROBE_SCRIPT, JSON.stringify(request)], {
+    maxBuffer: 1 << 20,
+    env: { ...process.env, ...env },
+  });
   return JSON.parse(stdout.trim().split('\n').pop()!) as ProbeResult;
 }
 
@@ -49,6 +52,9 @@ interface ProbeSummary {
   model: string;
   n: number;
   medianMs: number;
+  /** Least disturbed by other processes on a shared machine. */
+  minMs: number;
+  samplesMs: number[];
   firstRunMs: number;
   createMs: number;
   peakRssMiB: number;
@@ -58,7 +64,7 @@ interface ProbeSummary {
 
 /** Runs every (model, config) `passes` times, round-robin, so drift in machine load spreads evenly over configs. */
 async function probeMatrix(
-  configs: readonly { name: string; model: string; file?: string; overrides?: InferenceSession.SessionOptions }[],
+  configs: readonly { name: string; model: string; file?: string; overrides?: InferenceSession.SessionOptions; env?: Record<string, string> }[],
   passes: number,
   iterations: number,
 ): Promise<ProbeSummary[]> {
@@ -66,7 +72,7 @@ async function probeMatrix(
   for (let pass = 0; pass < passes; pass += 1) {
     for (const [index, config] of configs.entries()) {
       console.error(`  pass ${pass + 1}/${passes}: ${config.model} ${config.name}`);
-      const result = await probe({ model: config.model, file: config.file, overrides: config.overrides, iterations });
+      const result = await probe({ model: config.model, file: config.file, overrides: config.overrides, iterations }, config.env);
       results.set(index, [...(results.get(index) ?? []), result]);
     }
   }
@@ -77,6 +83,8 @@ async function probeMatrix(
       model: config.model,
       n: runs.reduce((sum, run) => sum + run.samplesMs.length, 0),
       medianMs: round(median(runs.flatMap((run) => run.samplesMs))),
+      minMs: round(Math.min(...runs.flatMap((run) => run.samplesMs))),
+      samplesMs: runs.flatMap((run) => run.samplesMs),
       firstRunMs: round(median(runs.map((run) => run.firstRunMs))),
       createMs: round(median(runs.map((run) => run.createMs))),
       peakRssMiB: round(Math.max(...runs.map((run) => run.peakRssMiB))),
@@ -87,10 +95,10 @@ async function probeMatrix(
 }
 
 function printProbeTable(rows: readonly ProbeSummary[]): void {
-  console.log(`${'model'.padEnd(12)}${'config'.padEnd(34)}${'n'.padStart(3)}${'median'.padStart(8)}${'first'.padStart(8)}${'create'.padStart(8)}${'peakMiB'.padStart(9)}${'afterCreate'.padStart(12)}`);
+  console.log(`${'model'.padEnd(12)}${'config'.padEnd(34)}${'n'.padStart(3)}${'median'.padStart(8)}${'min'.padStart(7)}${'first'.padStart(8)}${'create'.padStart(8)}${'peakMiB'.padStart(9)}${'afterCreate'.padStart(12)}`);
   for (const row of rows) {
     console.log(
-      `${row.model.padEnd(12)}${row.config.padEnd(34)}${String(row.n).padStart(3)}${row.medianMs.toFixed(0).padStart(8)}${row.firstRunMs.toFixed(0).padStart(8)}` +
+      `${row.model.padEnd(12)}${row.config.padEnd(34)}${String(row.n).padStart(3)}${row.medianMs.toFixed(0).padStart(8)}${row.minMs.toFixed(0).padStart(7)}${row.firstRunMs.toFixed(0).padStart(8)}` +
         `${row.createMs.toFixed(0).padStart(8)}${row.peakRssMiB.toFixed(0).padStart(9)}${row.rssAfterCreateMiB.toFixed(0).padStart(12)}`,
     );
   }
@@ -111,6 +119,30 @@ const SESSION_CONFIGS: readonly { name: string; overrides: InferenceSession.Sess
 
 async function sessionLever(): Promise<unknown> {
   const configs = ['isnet-fp16', 'isnet-uint8'].flatMap((model) => SESSION_CONFIGS.map((config) => ({ ...config, model })));
+  const rows = await probeMatrix(configs, quick ? 1 : 2, quick ? 2 : 4);
+  printProbeTable(rows);
+  return rows;
+}
+
+/**
+ * With the arena off, every large tensor is a fresh mmap that the kernel
+ * must fault in and zero on each run; the arena keeps them, at a price in
+ * RSS. glibc can instead back those mmaps with transparent huge pages
+ * (512x fewer faults) when THP is in madvise mode, as here.
+ */
+async function allocLever(): Promise<unknown> {
+  const hugePages = { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' };
+  const configs = ['isnet-fp16', 'isnet-uint8', 'fp32'].flatMap((variant) => {
+    const model = variant === 'fp32' ? 'isnet-fp16' : variant;
+    const file = variant === 'fp32' ? FP32_MODEL_FILE : undefined;
+    const label = variant === 'fp32' ? 'fp32: ' : '';
+    return [
+      { name: `${label}service`, model, file },
+      { name: `${label}arena on`, model, file, overrides: { enableCpuMemArena: true } },
+      { name: `${label}THP malloc (hugetlb=1)`, model, file, env: hugePages },
+      { name: `${label}THP malloc + arena on`, model, file, overrides: { enableCpuMemArena: true }, env: hugePages },
+    ];
+  });
   const rows = await probeMatrix(configs, quick ? 1 : 2, quick ? 2 : 4);
   printProbeTable(rows);
   return rows;
@@ -334,6 +366,65 @@ async function pngLever(images: readonly BenchImage[]): Promise<unknown> {
   return results;
 }
 
+/**
+ * A candidate for encode's RGBA interleave: one 32-bit store per pixel
+ * instead of four byte stores, same output (colour zeroed under alpha 0).
+ */
+function interleaveRgba32(rgb: Buffer, alpha: Buffer): Buffer {
+  const pixelCount = alpha.length;
+  const rgba = Buffer.allocUnsafe(pixelCount * 4);
+  const words = new Uint32Array(rgba.buffer, rgba.byteOffset, pixelCount);
+  for (let pixel = 0, source = 0; pixel < pixelCount; pixel += 1, source += 3) {
+    const a = alpha[pixel]!;
+    words[pixel] = a === 0 ? 0 : (rgb[source]! | (rgb[source + 1]! << 8) | (rgb[source + 2]! << 16) | (a << 24)) >>> 0;
+  }
+  return rgba;
+}
+
+/** At 12 MP the cutout's RGBA interleave in JS costs about as much as the PNG encode itself. */
+async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> {
+  const entry = entryOf('isnet-fp16');
+  const session = await createSession(entry, settingsFor('isnet-fp16'));
+  const reps = quick ? 1 : 5;
+  const rows = [];
+  for (const name of ['photo-2mp', 'photo-12mp']) {
+    const image = images.find((candidate) => candidate.name === name)!;
+    const decoded = await decodeImage(image.bytes, MAX_PIXELS);
+    const output = { size: entry.inputSize, data: await runOnce(session, inputTensor(await preprocess(decoded, entry))) };
+    const mask = await postprocess(output, entry.postprocess, decoded);
+    const raw = { raw: { width: decoded.width, height: decoded.height, channels: 4 as const } };
+    const service = await medianMs(reps, () => encode(decoded, mask, { format: 'png', type: 'cutout', background: null }));
+    const words = await medianMs(reps, () => Promise.resolve(interleaveRgba32(decoded.rgb, mask.alpha)));
+    const pngOnly = await medianMs(reps, () => sharp(words.value, raw).png({ compressionLevel: 6 }).toBuffer());
+    const joined = await medianMs(reps, () =>
+      sharp(decoded.rgb, { raw: { width: decoded.width, height: decoded.height, channels: 3 } })
+        .joinChannel(mask.alpha, { raw: { width: decoded.width, height: decoded.height, channels: 1 } })
+        .png({ compressionLevel: 6 })
+        .toBuffer(),
+    );
+    rows.push({
+      image: name,
+      serviceEncodeMs: service.ms,
+      serviceBytes: service.value.body.length,
+      pngOnlyMs: pngOnly.ms,
+      serviceInterleaveMs: round(service.ms - pngOnly.ms),
+      interleave32Ms: words.ms,
+      interleave32SameBytes: pngOnly.value.equals(service.value.body),
+      libvipsJoinMs: joined.ms,
+      libvipsJoinBytes: joined.value.length,
+    });
+  }
+  await session.session.release();
+  console.log('image        service encode  = interleave + png6 | 32-bit interleave (same PNG?) | libvips joinChannel+png6 (colour kept under alpha 0)');
+  for (const row of rows) {
+    console.log(
+      `${row.image.padEnd(13)}${row.serviceEncodeMs.toFixed(0).padStart(10)} ms${row.serviceInterleaveMs.toFixed(0).padStart(12)}${row.pngOnlyMs.toFixed(0).padStart(7)} |` +
+        `${row.interleave32Ms.toFixed(0).padStart(14)} ms (${row.interleave32SameBytes ? 'same' : 'DIFFERENT'})     |${row.libvipsJoinMs.toFixed(0).padStart(10)} ms, ${(row.libvipsJoinBytes / 1e6).toFixed(2)} MB vs ${(row.serviceBytes / 1e6).toFixed(2)} MB`,
+    );
+  }
+  return rows;
+}
+
 /** The mask's upscale to full size is the largest non-model stage at 12 MP; rembg uses Lanczos. */
 async function postprocessLever(images: readonly BenchImage[]): Promise<unknown> {
   const entry = entryOf('isnet-fp16');
@@ -450,11 +541,13 @@ async function mallocLever(images: readonly BenchImage[]): Promise<unknown> {
 
 const LEVERS: Record<string, (images: readonly BenchImage[]) => Promise<unknown>> = {
   session: sessionLever,
+  alloc: allocLever,
   precision: precisionLever,
   optimized: optimizedLever,
   decode: decodeLever,
   png: pngLever,
   postprocess: postprocessLever,
+  interleave: interleaveLever,
   sharp: sharpLever,
   malloc: mallocLever,
 };
