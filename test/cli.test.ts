@@ -53,12 +53,12 @@ async function exists(filePath: string): Promise<boolean> {
   );
 }
 
-/** A real cutout: some pixels fully transparent, some fully opaque. */
+/** A real cutout: some pixels fully transparent, some (nearly: the matte rarely reaches 255) opaque. */
 async function assertCutout(image: Buffer): Promise<void> {
   assert.equal((await sharp(image).metadata()).channels, 4);
   const alpha = (await alphaChannel(image)).data;
   assert.ok(alpha.includes(0), 'no transparent pixel');
-  assert.ok(alpha.includes(255), 'no opaque pixel');
+  assert.ok(alpha.some((value) => value >= 250), 'no opaque pixel');
 }
 
 let workDir: string;
