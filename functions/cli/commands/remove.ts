@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createDetourage } from '../../app';
@@ -170,14 +171,36 @@ function planJob(input: InputFile | typeof STDIO, target: Target, options: Encod
   }
 }
 
-/** Without --force the file is created exclusively (`wx`): one that appeared since the check is still kept. */
+/**
+ * Written beside the target and then moved into place, so an interrupted run
+ * never leaves a truncated output that a re-run would keep. Without --force the
+ * move is a hard link, which fails if the output appeared since the check.
+ */
 async function writeOutput(output: string, body: Buffer, force: boolean): Promise<void> {
   if (output === STDIO) {
     await new Promise<void>((resolve, reject) => process.stdout.write(body, (error) => (error ? reject(error) : resolve())));
     return;
   }
   await fs.mkdir(path.dirname(output), { recursive: true });
-  await fs.writeFile(output, body, { flag: force ? 'w' : 'wx' });
+  const temporary = `${output}.${process.pid}.tmp`;
+  await fs.writeFile(temporary, body);
+  try {
+    if (force) await fs.rename(temporary, output);
+    else await linkExclusively(temporary, output);
+  } finally {
+    await fs.rm(temporary, { force: true });
+  }
+}
+
+/** Some file systems (FAT, some network mounts) have no hard links: an exclusive copy is the next best. */
+async function linkExclusively(source: string, target: string): Promise<void> {
+  try {
+    await fs.link(source, target);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw error;
+    await fs.copyFile(source, target, fsConstants.COPYFILE_EXCL);
+  }
 }
 
 async function exists(filePath: string): Promise<boolean> {
@@ -271,6 +294,7 @@ async function run(argv: string[]): Promise<number> {
       }
       try {
         const bytes = job.input === STDIO ? await readStdin() : await fs.readFile(job.input.path);
+        if (bytes.length === 0) throw new Error(`${job.input === STDIO ? 'standard input' : 'the file'} is empty`);
         const result = await removeBackground(bytes, options, { holder, maxInputPixels: config.maxInputPixels });
         await writeOutput(job.output, result.image.body, values.force ?? false);
         reporter.succeeded(job.label, job.output === STDIO ? 'stdout' : job.output, performance.now() - started);
