@@ -120,6 +120,10 @@ export class BatchReporter {
     this.redraw();
   }
 
+  get outcome(): BatchOutcome {
+    return { succeeded: this.succeededCount, failed: this.failedCount };
+  }
+
   finish(): BatchOutcome {
     if (this.ticker) clearInterval(this.ticker);
     this.status?.clear();
@@ -130,7 +134,7 @@ export class BatchReporter {
           ` (${seconds > 0 ? (this.done / seconds).toFixed(2) : '0.00'} img/s)\n`,
       );
     }
-    return { succeeded: this.succeededCount, failed: this.failedCount };
+    return this.outcome;
   }
 }
 

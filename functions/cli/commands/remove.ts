@@ -2,12 +2,13 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createDetourage } from '../../app';
+import type { Config } from '../../config';
 import { ApiError } from '../../errors';
 import type { EncodeOptions } from '../../pipeline/encode';
 import type { OutputFormat } from '../../pipeline/types';
 import { type Parameters, parseEncodeOptions } from '../../request/options';
 import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
-import { expandInputs, type InputFile, isFolderTarget, isSingleFile } from '../inputs';
+import { expandInputs, type InputFile, type InputProblem, isFolderTarget, isSingleFile } from '../inputs';
 import { type BatchOutcome, BatchReporter } from '../progress';
 import type { Command } from './command';
 
@@ -235,19 +236,20 @@ function outputExists(output: string): string {
   return `${output} already exists (--force overwrites it)`;
 }
 
-async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine({
-    args: expandBareFlags(argv, BARE_TRUE_FLAGS),
-    options: OPTIONS,
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return EXIT.ok;
-  }
-  if (positionals.length === 0) throw new UsageError('no input given');
+interface Plan {
+  jobs: Job[];
+  /** Inputs that named nothing, reported as failures. */
+  problems: InputProblem[];
+  options: EncodeOptions;
+  config: Config;
+  force: boolean;
+  quiet: boolean;
+}
 
+/** Everything that can be wrong with the command line is found here, before any model is loaded. */
+async function plan(values: Values, positionals: string[]): Promise<Plan> {
+  if (positionals.length === 0) throw new UsageError('no input given');
+  const fromStdin = positionals.includes(STDIO);
   const target = await chooseTarget(positionals, values.output);
   const parameters = collectParameters(values, values.param ?? []);
   const extensionFormat = target.kind === 'file' ? FORMAT_BY_EXTENSION[path.extname(target.path).toLowerCase()] : undefined;
@@ -259,23 +261,28 @@ async function run(argv: string[]): Promise<number> {
   if (target.kind === 'stdout' && process.stdout.isTTY) {
     throw new UsageError('the output would go to the terminal: give -o FILE, or redirect standard output');
   }
-  if (positionals.includes(STDIO) && process.stdin.isTTY) {
+  if (fromStdin && process.stdin.isTTY) {
     throw new UsageError('"-" reads an image from standard input, but it is a terminal: pipe or redirect an image into it');
   }
-
   const config = loadConfigWith({ MODEL: values.model });
-  const expanded = positionals.includes(STDIO) ? { files: [], problems: [] } : await expandInputs(positionals, { recursive: values.recursive ?? false });
-  const inputs: (InputFile | typeof STDIO)[] = positionals.includes(STDIO) ? [STDIO] : expanded.files;
-  const jobs = inputs.map((input) => planJob(input, target, options));
+  const { files, problems } = fromStdin ? { files: [STDIO] as const, problems: [] } : await expandInputs(positionals, { recursive: values.recursive ?? false });
+  return {
+    jobs: files.map((input) => planJob(input, target, options)),
+    problems,
+    options,
+    config,
+    force: values.force ?? false,
+    quiet: values.quiet ?? false,
+  };
+}
 
-  const reporter = new BatchReporter(process.stderr, jobs.length + expanded.problems.length, { quiet: values.quiet ?? false });
-  for (const problem of expanded.problems) reporter.failed(problem.input, problem.message);
-
+async function execute({ jobs, problems, options, config, force, quiet }: Plan): Promise<BatchOutcome> {
+  const reporter = new BatchReporter(process.stderr, jobs.length + problems.length, { quiet });
+  for (const problem of problems) reporter.failed(problem.input, problem.message);
   // The model loads on the first image that decodes, once for the whole run.
   const { holder } = createDetourage(config);
   const { removeBackground } = await import('../../pipeline/run');
   const claimed = new Map<string, string>();
-  let outcome: BatchOutcome;
   try {
     for (const job of jobs) {
       reporter.started(job.label);
@@ -287,8 +294,8 @@ async function run(argv: string[]): Promise<number> {
         continue;
       }
       claimed.set(outputKey, job.label);
-      // Checked before the work so a re-run skips finished images in a moment.
-      if (job.output !== STDIO && !values.force && (await exists(job.output))) {
+      // Checked before the work so that a re-run passes over finished images in a moment.
+      if (job.output !== STDIO && !force && (await exists(job.output))) {
         reporter.failed(job.label, outputExists(job.output));
         continue;
       }
@@ -296,7 +303,7 @@ async function run(argv: string[]): Promise<number> {
         const bytes = job.input === STDIO ? await readStdin() : await fs.readFile(job.input.path);
         if (bytes.length === 0) throw new Error(`${job.input === STDIO ? 'standard input' : 'the file'} is empty`);
         const result = await removeBackground(bytes, options, { holder, maxInputPixels: config.maxInputPixels });
-        await writeOutput(job.output, result.image.body, values.force ?? false);
+        await writeOutput(job.output, result.image.body, force);
         reporter.succeeded(job.label, job.output === STDIO ? 'stdout' : job.output, performance.now() - started);
       } catch (error) {
         // Without the model no other input can succeed either.
@@ -308,8 +315,24 @@ async function run(argv: string[]): Promise<number> {
       }
     }
   } finally {
-    outcome = reporter.finish();
+    reporter.finish();
   }
+  return reporter.outcome;
+}
+
+function parse(argv: string[]) {
+  return parseCommandLine({ args: expandBareFlags(argv, BARE_TRUE_FLAGS), options: OPTIONS, allowPositionals: true, strict: true });
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv);
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT.ok;
+  }
+  const outcome = await execute(await plan(values, positionals));
   return outcome.failed > 0 ? EXIT.failed : EXIT.ok;
 }
 
