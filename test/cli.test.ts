@@ -210,6 +210,19 @@ test('a bad environment exits 78, as the server does', async () => {
   assert.match(run.stderr, /MAX_INPUT_PIXELS must be a positive integer/);
 });
 
+test('missing weights stop the run with exit 1 and say how to fetch them', async () => {
+  const modelsDir = await freshDir('no-models', {});
+  const dir = await freshDir('no-model-inputs', { 'a.jpg': fixture('car-1.jpg'), 'b.jpg': fixture('cloth-1.jpg') });
+  const run = await detourage(['remove', dir], { env: { MODELS_DIR: modelsDir } });
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /^detourage remove: The weights of model isnet-fp16 are missing .* detourage models fetch isnet-fp16$/m);
+  assert.equal(run.stderr.split('\n').length, 2, 'one line, then the run stops');
+  assert.deepEqual((await fs.readdir(dir)).sort(), ['a.jpg', 'b.jpg']);
+
+  const list = await detourage(['models', 'list'], { env: { MODELS_DIR: modelsDir } });
+  assert.match(list.stdout.toString(), /^isnet-fp16 \(default\)\s+1024²\s+88 MB\s+npm-tarball\s+no$/m);
+});
+
 test('models list shows the registry and that isnet-fp16 is downloaded', async () => {
   const run = await detourage(['models', 'list']);
   assert.equal(run.code, 0, run.stderr);

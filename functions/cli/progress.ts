@@ -124,10 +124,11 @@ export class BatchReporter {
     return { succeeded: this.succeededCount, failed: this.failedCount };
   }
 
-  finish(): BatchOutcome {
+  /** Without the summary when the run was cut short: its counts would mislead. */
+  finish({ summary = true }: { summary?: boolean } = {}): BatchOutcome {
     if (this.ticker) clearInterval(this.ticker);
     this.status?.clear();
-    if (this.total > 1 && !this.options.quiet) {
+    if (summary && this.total > 1 && !this.options.quiet) {
       const seconds = (this.now() - this.startedAt) / 1000;
       this.stream.write(
         `${this.succeededCount} ok, ${this.failedCount} failed, ${this.done} of ${this.total} in ${formatDuration(seconds)}` +

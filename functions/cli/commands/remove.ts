@@ -314,10 +314,11 @@ async function execute({ jobs, problems, options, config, force, quiet }: Plan):
         reporter.failed(job.label, code === 'EEXIST' ? outputExists(job.output) : describe(error));
       }
     }
-  } finally {
-    reporter.finish();
+  } catch (error) {
+    reporter.finish({ summary: false });
+    throw error;
   }
-  return reporter.outcome;
+  return reporter.finish();
 }
 
 function parse(argv: string[]) {
