@@ -50,6 +50,8 @@ interface ImageResult {
   p50Ms: number;
   p95Ms: number;
   overhead: number;
+  /** Median of (latency − infer stage): the service's own cost, less sensitive than p50 to CPU contention. */
+  nonInferP50Ms: number;
   stagesP50Ms: Record<string, number>;
 }
 
@@ -126,6 +128,7 @@ async function warmLatency(server: ServerProcess, image: BenchImage, iterations:
     p50Ms: round(p50Ms),
     p95Ms: round(percentile(latencies, 0.95)),
     overhead: round(p50Ms / floorMs, 3),
+    nonInferP50Ms: round(median(samples.map((sample) => sample.ms - (sample.stages.infer ?? 0)))),
     stagesP50Ms: stageMedians(samples),
   };
 }
@@ -297,12 +300,12 @@ function printTable(result: ModelResult): void {
   const f = result.floor;
   console.log(`\n== ${result.model} ==  floor ${f.medianMs.toFixed(0)} ms (n=${f.samplesMs.length}, ${f.threads} threads; session create ${f.createMs.toFixed(0)} ms, first run ${f.firstRunMs.toFixed(0)} ms)`);
   console.log(
-    `${'image'.padEnd(14)}${pad('MP', 6)}${pad('n', 4)}${pad('p50', 8)}${pad('p95', 8)}${pad('×floor', 8)}` +
+    `${'image'.padEnd(14)}${pad('MP', 6)}${pad('n', 4)}${pad('p50', 8)}${pad('p95', 8)}${pad('×floor', 8)}${pad('non-inf', 9)}` +
       STAGES.filter((stage) => stage !== 'load').map((stage) => pad(stage.slice(0, 7), 9)).join(''),
   );
   for (const image of result.images) {
     console.log(
-      `${image.image.padEnd(14)}${pad(image.megapixels.toFixed(2), 6)}${pad(image.n, 4)}${pad(image.p50Ms.toFixed(0), 8)}${pad(image.p95Ms.toFixed(0), 8)}${pad(image.overhead.toFixed(2), 8)}` +
+      `${image.image.padEnd(14)}${pad(image.megapixels.toFixed(2), 6)}${pad(image.n, 4)}${pad(image.p50Ms.toFixed(0), 8)}${pad(image.p95Ms.toFixed(0), 8)}${pad(image.overhead.toFixed(2), 8)}${pad(image.nonInferP50Ms.toFixed(0), 9)}` +
         STAGES.filter((stage) => stage !== 'load').map((stage) => pad((image.stagesP50Ms[stage] ?? Number.NaN).toFixed(1), 9)).join(''),
     );
   }

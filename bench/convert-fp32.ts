@@ -105,18 +105,16 @@ function linkForServer(target: string): void {
   symlinkSync(path.resolve(target), link);
 }
 
-function main(): void {
-  const source = process.argv[2] ?? path.join(DEFAULT_MODELS_DIR, 'isnet-fp16.onnx');
-  const target = process.argv[3] ?? FP32_MODEL_FILE;
+export function writeFp32Model(source = path.join(DEFAULT_MODELS_DIR, 'isnet-fp16.onnx'), target = FP32_MODEL_FILE): void {
   const started = performance.now();
   const { bytes, counts } = convertToFp32(readFileSync(source));
   writeFileSync(target, bytes);
   linkForServer(target);
-  console.log(
+  console.error(
     `${path.basename(source)} → ${path.basename(target)}: ${counts.tensors} tensors (${counts.values} values) widened, ` +
       `${counts.casts} casts retargeted, ${counts.declaredTypes} declared types; ${bytes.length} bytes in ${(performance.now() - started).toFixed(0)} ms; ` +
       `MODELS_DIR=${path.relative(process.cwd(), FP32_MODELS_DIR)} serves it as isnet-fp16`,
   );
 }
 
-if (require.main === module) main();
+if (require.main === module) writeFp32Model(process.argv[2], process.argv[3]);

@@ -23,7 +23,7 @@ import { sharp } from '../functions/pipeline/sharp';
 import type { DecodedImage, ModelInput } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
 import { memory } from './bench';
-import { FP32_MODEL_FILE } from './convert-fp32';
+import { FP32_MODEL_FILE, writeFp32Model } from './convert-fp32';
 import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
 import { type BenchImage, benchImages, FIXTURE_NAMES } from './images';
 import type { ProbeRequest, ProbeResult } from './session-probe';
@@ -38,6 +38,12 @@ const MAX_PIXELS = { maxInputPixels: Number.MAX_SAFE_INTEGER };
 const quick = process.argv.includes('--quick');
 const settingsFor = (model: string) => loadConfig({ ...process.env, MODEL: model });
 const entryOf = (model: string): ModelEntry => findModel(model)!;
+
+/** The fp32 rewrite of isnet-fp16, made on first need. */
+function fp32ModelFile(): string {
+  if (!existsSync(FP32_MODEL_FILE)) writeFp32Model();
+  return FP32_MODEL_FILE;
+}
 
 async function probe(request: ProbeRequest, env: Record<string, string> = {}): Promise<ProbeResult> {
   const { stdout } = await promisify(execFile)(process.execPath, [PROBE_SCRIPT, JSON.stringify(request)], {
@@ -134,7 +140,7 @@ async function allocLever(): Promise<unknown> {
   const hugePages = { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' };
   const configs = ['isnet-fp16', 'isnet-uint8', 'fp32'].flatMap((variant) => {
     const model = variant === 'fp32' ? 'isnet-fp16' : variant;
-    const file = variant === 'fp32' ? FP32_MODEL_FILE : undefined;
+    const file = variant === 'fp32' ? fp32ModelFile() : undefined;
     const label = variant === 'fp32' ? 'fp32: ' : '';
     return [
       { name: `${label}service`, model, file },
@@ -178,11 +184,10 @@ function maxAbsDiff(a: Buffer, b: Buffer): { max: number; mean: number } {
 }
 
 async function precisionLever(): Promise<unknown> {
-  if (!existsSync(FP32_MODEL_FILE)) throw new Error(`${FP32_MODEL_FILE} is missing: run node dist/bench/convert-fp32.js first`);
   const variants = [
     { name: 'fp16', model: 'isnet-fp16' },
     { name: 'uint8', model: 'isnet-uint8' },
-    { name: 'fp32 (rewritten fp16)', model: 'isnet-fp16', file: FP32_MODEL_FILE },
+    { name: 'fp32 (rewritten fp16)', model: 'isnet-fp16', file: fp32ModelFile() },
   ];
   console.error('precision: speed and RSS');
   const speed = await probeMatrix(variants.map((variant) => ({ ...variant, name: variant.name })), quick ? 1 : 3, quick ? 2 : 4);
