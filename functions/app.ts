@@ -5,12 +5,14 @@ import { healthHandler } from './handlers/health';
 import { removeBackgroundHandler } from './handlers/removeBackground';
 import { warmupHandler } from './handlers/warmup';
 import type { HttpHandler } from './http';
+import { Gate } from './model/gate';
 import { ModelHolder, type ModelLoader } from './model/holder';
 import { PROJECT_ROOT } from './model/registry';
 
 export interface Detourage {
   config: Config;
   holder: ModelHolder;
+  admission: Gate;
   handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler };
 }
 
@@ -22,10 +24,13 @@ function packageVersion(): string {
 /** Wires the three handlers to one shared model holder. */
 export function createDetourage(config: Config, loader?: ModelLoader): Detourage {
   const holder = new ModelHolder(config, loader);
-  const deps = { config, holder, version: packageVersion(), startedAt: Date.now() };
+  // Admission never queues: whoever finds every slot taken gets 503 at once.
+  const admission = new Gate(config.maxConcurrentInferences + config.maxQueue, 0);
+  const deps = { config, holder, admission, version: packageVersion(), startedAt: Date.now() };
   return {
     config,
     holder,
+    admission,
     handlers: {
       health: healthHandler(deps),
       warmup: warmupHandler(deps),

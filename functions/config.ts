@@ -12,6 +12,12 @@ export interface Config {
   inferThreads: number;
   /** 0 picks a free port. */
   port: number;
+  /** Inferences run side by side; each IS-Net inference needs about 1 GB. */
+  maxConcurrentInferences: number;
+  /** Requests allowed to wait for an inference; beyond that, 503 at once. */
+  maxQueue: number;
+  /** Past this a request is answered 504 and its pipeline stops at the next stage. */
+  requestTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -68,6 +74,11 @@ export function loadConfig(env: Env = process.env): Config {
     maxInputPixels: integerSetting(env, 'MAX_INPUT_PIXELS', 40_000_000, problems, 268_402_689),
     inferThreads: integerSetting(env, 'INFER_THREADS', os.availableParallelism(), problems, 64),
     port: integerSetting(env, 'PORT', 8080, problems, 65535, 0),
+    maxConcurrentInferences: integerSetting(env, 'MAX_CONCURRENT_INFERENCES', 1, problems, 16),
+    // Each waiting request holds its decoded pixels (up to ~160 MB at 40 MP): 4 fit beside the model in 2 GiB.
+    maxQueue: integerSetting(env, 'MAX_QUEUE', 4, problems, 1000, 0),
+    // Under Cloud Functions' default 60 s timeout, so callers get our 504 rather than the platform's.
+    requestTimeoutMs: integerSetting(env, 'REQUEST_TIMEOUT_MS', 55_000, problems, 3_600_000, 100),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

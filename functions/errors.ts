@@ -12,6 +12,9 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'corrupt_image'
   | 'model_unavailable'
+  | 'overloaded'
+  | 'timeout'
+  | 'client_closed'
   | 'not_found'
   | 'internal';
 
@@ -27,6 +30,10 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   corrupt_image: 422,
   internal: 500,
   model_unavailable: 503,
+  overloaded: 503,
+  timeout: 504,
+  // nginx's convention for a client that left; nobody is there to read it.
+  client_closed: 499,
 };
 
 export class ApiError extends Error {

@@ -36,3 +36,37 @@ export function allowMethods(allowed: readonly string[], handler: HttpHandler): 
     }
   };
 }
+
+/**
+ * Races `work` against the request's deadline and the client leaving. The
+ * caller answers as soon as either happens; `work` sees the aborted signal and
+ * stops at its next stage boundary.
+ */
+export async function withRequestDeadline<T>(
+  response: HttpResponse,
+  timeoutMs: number,
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new ApiError('timeout', `The request took longer than ${timeoutMs} ms and was stopped.`)),
+    timeoutMs,
+  );
+  const onClose = (): void => {
+    if (!response.writableFinished) controller.abort(new ApiError('client_closed', 'The client closed the connection.'));
+  };
+  response.on('close', onClose);
+  const aborted = new Promise<never>((_resolve, reject) => {
+    controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true });
+  });
+  const working = work(controller.signal);
+  // Whichever loses the race still settles later; neither may become an unhandled rejection.
+  aborted.catch(() => undefined);
+  working.catch(() => undefined);
+  try {
+    return await Promise.race([working, aborted]);
+  } finally {
+    clearTimeout(timer);
+    response.off('close', onClose);
+  }
+}

@@ -12,6 +12,9 @@ test('defaults', () => {
   assert.equal(config.maxUploadBytes, 20 * 1024 * 1024);
   assert.equal(config.maxInputPixels, 40_000_000);
   assert.equal(config.port, 8080);
+  assert.equal(config.maxConcurrentInferences, 1);
+  assert.equal(config.maxQueue, 4);
+  assert.equal(config.requestTimeoutMs, 55_000);
   assert.ok(config.inferThreads >= 1);
 });
 
@@ -23,10 +26,23 @@ test('every variable is read', () => {
     MAX_INPUT_PIXELS: '2000',
     INFER_THREADS: '3',
     PORT: '9000',
+    MAX_CONCURRENT_INFERENCES: '2',
+    MAX_QUEUE: '0',
+    REQUEST_TIMEOUT_MS: '30000',
   });
   assert.deepEqual(
     { ...config },
-    { model: 'isnet-uint8', modelsDir: '/srv/models', maxUploadBytes: 1000, maxInputPixels: 2000, inferThreads: 3, port: 9000 },
+    {
+      model: 'isnet-uint8',
+      modelsDir: '/srv/models',
+      maxUploadBytes: 1000,
+      maxInputPixels: 2000,
+      inferThreads: 3,
+      port: 9000,
+      maxConcurrentInferences: 2,
+      maxQueue: 0,
+      requestTimeoutMs: 30000,
+    },
   );
 });
 

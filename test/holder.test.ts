@@ -19,8 +19,8 @@ const entry = findModel('isnet-fp16')!;
 test('unit: concurrent first calls share one load; a failure is forgotten, not cached', async () => {
   let calls = 0;
   let failNext = true;
-  const fakeModel = { entry } as LoadedModel;
-  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1 }, async () => {
+  const fakeModel = { entry, alive: true } as LoadedModel;
+  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1 }, async () => {
     calls += 1;
     await new Promise((resolve) => setTimeout(resolve, 20));
     if (failNext) {
@@ -42,7 +42,7 @@ test('unit: concurrent first calls share one load; a failure is forgotten, not c
 });
 
 test('unit: a failed load nobody awaits is not an unhandled rejection', async () => {
-  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1 }, () => Promise.reject(new Error('nope')));
+  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1 }, () => Promise.reject(new Error('nope')));
   void holder.get().catch(() => undefined);
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.deepEqual(unhandled, []);
@@ -50,6 +50,8 @@ test('unit: a failed load nobody awaits is not an unhandled rejection', async ()
 
 let removal: RunningServer;
 before(async () => {
+  // Room for all eight in the queue: this test is about loading, not admission.
+  process.env.MAX_QUEUE = '8';
   await import('../functions/index');
   removal = await startFunction('removeBackground');
 });

@@ -1,5 +1,6 @@
 import type { Config } from '../config';
-import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse } from '../http';
+import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse, withRequestDeadline } from '../http';
+import type { Gate } from '../model/gate';
 import type { ModelHolder } from '../model/holder';
 import type { StageTimings } from '../pipeline/run';
 import { parseEncodeOptions, stringParameters } from '../request/options';
@@ -12,14 +13,24 @@ export function serverTiming(timings: StageTimings): string {
     .join(', ');
 }
 
-async function removeFromRequest(deps: { config: Config; holder: ModelHolder }, request: HttpRequest, response: HttpResponse): Promise<void> {
+export interface RemovalDeps {
+  config: Config;
+  holder: ModelHolder;
+  /** Bounds the requests inside the pipeline: running plus waiting. */
+  admission: Gate;
+}
+
+async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, response: HttpResponse): Promise<void> {
   const upload = await readUpload(request, deps.config);
   const options = parseEncodeOptions({ ...stringParameters(request.query), ...upload.fields });
   const { removeBackground } = await import('../pipeline/run');
-  const result = await removeBackground(upload.image, options, {
-    holder: deps.holder,
-    maxInputPixels: deps.config.maxInputPixels,
-  });
+  const result = await withRequestDeadline(response, deps.config.requestTimeoutMs, (signal) =>
+    // The slot is held until the pipeline has really stopped, even after a 504 went out.
+    deps.admission.run(
+      () => removeBackground(upload.image, options, { holder: deps.holder, maxInputPixels: deps.config.maxInputPixels, signal }),
+      signal,
+    ),
+  );
   response
     .status(200)
     .set({
@@ -38,7 +49,7 @@ async function removeFromRequest(deps: { config: Config; holder: ModelHolder }, 
  * gen2 every function is its own Cloud Run service, so a ping to the separate
  * warmup function would never reach the instances that serve removals.
  */
-export function removeBackgroundHandler(deps: { config: Config; holder: ModelHolder }): HttpHandler {
+export function removeBackgroundHandler(deps: RemovalDeps): HttpHandler {
   return allowMethods(['POST', 'GET'], (request, response) =>
     request.method === 'GET' ? respondWarm(deps.holder, response) : removeFromRequest(deps, request, response),
   );

@@ -6,6 +6,7 @@ export type ModelLoader = (entry: ModelEntry, settings: SessionSettings) => Prom
 
 export interface HolderSettings extends SessionSettings {
   model: string;
+  maxConcurrentInferences: number;
 }
 
 /** Imported lazily so that a process which only answers health never loads onnxruntime. */
@@ -23,8 +24,9 @@ export class ModelHolder {
   readonly entry: ModelEntry;
   private loaded: LoadedModel | null = null;
   private loading: Promise<LoadedModel> | null = null;
-  private readonly inferenceGate = new Gate(1);
+  private readonly inferenceGate: Gate;
   private loadAttempts = 0;
+  private inferencesStarted = 0;
 
   constructor(
     private readonly settings: HolderSettings,
@@ -33,10 +35,12 @@ export class ModelHolder {
     const entry = findModel(settings.model);
     if (!entry) throw new Error(`unknown model ${settings.model}`);
     this.entry = entry;
+    // Admission control upstream bounds how many can wait here.
+    this.inferenceGate = new Gate(settings.maxConcurrentInferences, Number.POSITIVE_INFINITY);
   }
 
   get isLoaded(): boolean {
-    return this.loaded !== null;
+    return this.loaded?.alive === true;
   }
 
   /** How many loads were started; a test hook for "one load for many first requests". */
@@ -44,8 +48,15 @@ export class ModelHolder {
     return this.loadAttempts;
   }
 
+  /** How many inferences got past the queue; dropped and refused requests never count. */
+  get inferenceCount(): number {
+    return this.inferencesStarted;
+  }
+
   get(): Promise<LoadedModel> {
-    if (this.loaded) return Promise.resolve(this.loaded);
+    if (this.loaded?.alive) return Promise.resolve(this.loaded);
+    // A crashed inference worker is replaced on the next request.
+    this.loaded = null;
     if (!this.loading) {
       this.loadAttempts += 1;
       const attempt = this.loader(this.entry, this.settings).then((model) => {
@@ -65,8 +76,11 @@ export class ModelHolder {
     return this.loading;
   }
 
-  /** Runs one inference at a time; other requests decode and encode meanwhile. */
-  runInference<T>(task: () => Promise<T>): Promise<T> {
-    return this.inferenceGate.run(task);
+  /** Runs inferences one at a time (by default); other requests decode and encode meanwhile. */
+  runInference<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.inferenceGate.run(() => {
+      this.inferencesStarted += 1;
+      return task();
+    }, signal);
   }
 }

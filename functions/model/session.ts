@@ -1,13 +1,18 @@
 import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
 import { modelUnavailable } from '../errors';
+import type { ModelInput, ModelOutput } from '../pipeline/types';
+import type { RunRequest, WorkerMessage, WorkerStartup } from './protocol';
 import { type ModelEntry, modelFilePath } from './registry';
 
 export interface LoadedModel {
   entry: ModelEntry;
-  session: InferenceSession;
-  inputName: string;
-  outputName: string;
+  /** False once the worker has died; the holder then loads again. */
+  readonly alive: boolean;
+  run(input: ModelInput): Promise<ModelOutput>;
+  release(): Promise<void>;
 }
 
 export interface SessionSettings {
@@ -17,7 +22,7 @@ export interface SessionSettings {
 
 /**
  * Measured here on IS-Net 1024²: the default CPU arena and memory pattern
- * roughly double peak RSS (2.2–2.5 GB) for no speed gain.
+ * roughly double peak RSS (2.2–2.5 GB).
  */
 export function sessionOptions(settings: SessionSettings): InferenceSession.SessionOptions {
   return {
@@ -31,7 +36,79 @@ export function sessionOptions(settings: SessionSettings): InferenceSession.Sess
   };
 }
 
-/** onnxruntime-node is imported here, on first load, so health never pays for it. */
+type Pending = { resolve: (output: ModelOutput) => void; reject: (error: Error) => void; size: number };
+
+/** The main thread's side of one model session living in a worker thread. */
+class WorkerModel implements LoadedModel {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private dead = false;
+
+  constructor(
+    readonly entry: ModelEntry,
+    private readonly worker: Worker,
+  ) {
+    worker.on('message', (message: WorkerMessage) => {
+      if (message.type !== 'result' && message.type !== 'run-failed') return;
+      const waiting = this.pending.get(message.id);
+      if (!waiting) return;
+      this.pending.delete(message.id);
+      // An idle worker must not keep the process alive (tests, the CLI); a busy one must.
+      if (this.pending.size === 0) this.worker.unref();
+      if (message.type === 'result') waiting.resolve({ size: waiting.size, data: message.data });
+      else waiting.reject(new Error(`inference failed: ${message.message}`));
+    });
+    const die = (reason: string): void => {
+      this.dead = true;
+      for (const waiting of this.pending.values()) waiting.reject(new Error(reason));
+      this.pending.clear();
+    };
+    worker.on('error', (error) => die(`inference worker crashed: ${error.message}`));
+    worker.on('exit', (code) => die(`inference worker exited with code ${code}`));
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  run(input: ModelInput): Promise<ModelOutput> {
+    if (this.dead) return Promise.reject(new Error('inference worker is not running'));
+    const id = this.nextId++;
+    if (this.pending.size === 0) this.worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, size: input.size });
+      const request: RunRequest = { type: 'run', id, size: input.size, data: input.data };
+      this.worker.postMessage(request, [input.data.buffer as ArrayBuffer]);
+    });
+  }
+
+  async release(): Promise<void> {
+    this.dead = true;
+    await this.worker.terminate();
+  }
+}
+
+function startWorker(startup: WorkerStartup): Promise<{ worker: Worker; failure: string | null }> {
+  const worker = new Worker(path.join(__dirname, 'inferenceWorker.js'), { workerData: startup });
+  return new Promise((resolve) => {
+    const settle = (failure: string | null): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+      resolve({ worker, failure });
+    };
+    const onMessage = (message: WorkerMessage): void => {
+      if (message.type === 'ready') settle(null);
+      else if (message.type === 'load-failed') settle(message.message);
+    };
+    const onError = (error: Error): void => settle(error.message);
+    const onExit = (code: number): void => settle(`worker exited with code ${code}`);
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
 export async function loadModel(entry: ModelEntry, settings: SessionSettings): Promise<LoadedModel> {
   const file = modelFilePath(settings.modelsDir, entry);
   try {
@@ -42,21 +119,14 @@ export async function loadModel(entry: ModelEntry, settings: SessionSettings): P
       error,
     );
   }
-  const ort = await import('onnxruntime-node');
-  let session: InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(file, sessionOptions(settings));
-  } catch (error) {
+  const { worker, failure } = await startWorker({ file, options: sessionOptions(settings), input: entry.input, output: entry.output });
+  if (failure !== null) {
+    await worker.terminate();
     throw modelUnavailable(
       `The weights of model ${entry.name} could not be loaded: the file is corrupt or incomplete; fetch them again with "npm run models:fetch -- ${entry.name}".`,
-      error,
+      new Error(failure),
     );
   }
-  const inputName = entry.input ?? session.inputNames[0];
-  const outputName = entry.output ?? session.outputNames[0];
-  if (!inputName || !outputName || !session.inputNames.includes(inputName) || !session.outputNames.includes(outputName)) {
-    await session.release();
-    throw modelUnavailable(`The weights of model ${entry.name} do not have the inputs and outputs the registry describes.`);
-  }
-  return { entry, session, inputName, outputName };
+  worker.unref();
+  return new WorkerModel(entry, worker);
 }

@@ -18,12 +18,17 @@ export interface RemovalResult {
 export interface RemovalContext {
   holder: ModelHolder;
   maxInputPixels: number;
+  /** Aborted when the client leaves or the deadline passes: no further stage starts. */
+  signal?: AbortSignal;
 }
 
 class Stopwatch {
   readonly timings: StageTimings = {};
 
+  constructor(private readonly signal?: AbortSignal) {}
+
   async time<T>(stage: Stage, work: () => Promise<T>): Promise<T> {
+    this.signal?.throwIfAborted();
     const started = performance.now();
     try {
       return await work();
@@ -38,7 +43,7 @@ class Stopwatch {
  * before the model is touched, so bad input is refused without loading it.
  */
 export async function removeBackground(bytes: Buffer, options: EncodeOptions, context: RemovalContext): Promise<RemovalResult> {
-  const clock = new Stopwatch();
+  const clock = new Stopwatch(context.signal);
   const { holder } = context;
   const image = await clock.time('decode', () => decodeImage(bytes, { maxInputPixels: context.maxInputPixels }));
   const model = await clock.time('load', () => holder.get());
@@ -47,7 +52,7 @@ export async function removeBackground(bytes: Buffer, options: EncodeOptions, co
   const output = await holder.runInference(() => {
     clock.timings.queue = performance.now() - queuedAt;
     return clock.time('infer', () => infer(model, input));
-  });
+  }, context.signal);
   const mask = await clock.time('postprocess', () => postprocess(output, model.entry.postprocess, image));
   const encoded = await clock.time('encode', () => encode(image, mask, options));
   return { image: encoded, model: model.entry.name, timings: clock.timings };
