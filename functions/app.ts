@@ -16,7 +16,7 @@ export interface Detourage {
   handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler };
 }
 
-function packageVersion(): string {
+export function packageVersion(): string {
   const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   return manifest.version;
 }

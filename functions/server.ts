@@ -6,10 +6,14 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { createDetourage, type Detourage } from './app';
 import { type Config, ConfigError, loadConfig } from './config';
 import { ApiError } from './errors';
 import { sendError } from './http';
+import { PROJECT_ROOT } from './model/registry';
+
+const DEMO_DIR = path.join(PROJECT_ROOT, 'functions', 'demo');
 
 const ROUTES: Record<string, keyof Detourage['handlers']> = {
   '/': 'health',
@@ -34,6 +38,8 @@ export function createApp(detourage: Detourage): express.Express {
   for (const [route, name] of Object.entries(ROUTES)) {
     app.all(route, (request, response) => detourage.handlers[name](request, response));
   }
+  app.get('/demo', (_request, response) => response.sendFile(path.join(DEMO_DIR, 'index.html')));
+  app.use('/demo', express.static(DEMO_DIR, { index: false, redirect: false }));
   app.use((request: Request, response: Response) => {
     sendError(response, new ApiError('not_found', `No route ${request.method} ${request.path}.`));
   });
@@ -60,6 +66,20 @@ export function startServer(config: Config): Promise<Server> {
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
+/** Serves until SIGTERM, then stops accepting and lets in-flight requests finish. */
+export async function serveUntilTerminated(config: Config, log: (line: string) => void = console.log): Promise<void> {
+  const server = await startServer(config);
+  const { port } = server.address() as AddressInfo;
+  log(`detourage listening on http://localhost:${port} (model ${config.model}, loaded on first use; demo at /demo)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+      setTimeout(resolve, SHUTDOWN_GRACE_MS).unref();
+    });
+  });
+}
+
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -68,15 +88,8 @@ async function main(): Promise<void> {
     console.error(error instanceof ConfigError ? error.message : error);
     process.exit(78);
   }
-  const server = await startServer(config);
-  const { port } = server.address() as AddressInfo;
-  console.log(`detourage listening on http://localhost:${port} (model ${config.model}, loaded on first use)`);
-  process.once('SIGTERM', () => {
-    // Stop accepting, let in-flight requests finish, then leave.
-    server.close(() => process.exit(0));
-    server.closeIdleConnections();
-    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref();
-  });
+  await serveUntilTerminated(config);
+  process.exit(0);
 }
 
 if (require.main === module) {

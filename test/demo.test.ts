@@ -1,44 +1,21 @@
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { createDetourage } from '../functions/app';
 import { loadConfig } from '../functions/config';
 import { PROJECT_ROOT } from '../functions/model/registry';
-import { createApp } from '../functions/server';
 import { type ErrorBody, postForm } from './support/http';
-import { listen, type RunningServer, startLocalServer } from './support/servers';
+import { type RunningServer, startLocalServer } from './support/servers';
 
 const CHROMIUM = '/usr/bin/chromium';
-const DEMO_PAGE = path.join(PROJECT_ROOT, 'functions', 'demo', 'index.html');
 const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');
 const RESULT_TIMEOUT_MS = 120_000;
 
-/**
- * The local server, which serves the page at /demo. Until functions/server.ts
- * has that route, the page is served here beside the real app, so the test
- * already drives the real API; drop the fallback once the route is in.
- */
-async function startServerWithDemo(): Promise<RunningServer> {
-  const local = await startLocalServer(loadConfig({}));
-  const probe = await fetch(`${local.url}/demo`);
-  await probe.arrayBuffer();
-  if (probe.ok) return local;
-  await local.close();
-  const app = createApp(createDetourage(loadConfig({})));
-  return listen(
-    http.createServer((request, response) => {
-      if (request.url === '/demo') {
-        response.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-        createReadStream(DEMO_PAGE).pipe(response);
-      } else {
-        app(request, response);
-      }
-    }),
-  );
+/** The local server serves the page at /demo beside the real API. */
+function startServerWithDemo(): Promise<RunningServer> {
+  return startLocalServer(loadConfig({}));
 }
 
 interface AlphaCount {

@@ -5,10 +5,8 @@
  * thread would keep it alive, but only after stdout and stderr have drained,
  * so an image piped to stdout is never cut short.
  */
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
+import { packageVersion } from '../app';
 import { ConfigError } from '../config';
-import { PROJECT_ROOT } from '../model/registry';
 import { EXIT, UsageError } from './args';
 import type { Command } from './commands/command';
 import { modelsCommand } from './commands/models';
@@ -30,11 +28,6 @@ Options:
 
 Exit codes: 0 success; 1 some inputs failed, or a runtime error; 2 usage error;
 78 bad configuration (environment variables, as the server).`;
-}
-
-export function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
-  return manifest.version;
 }
 
 function report(error: unknown, commandName: string | undefined): number {

@@ -1,5 +1,4 @@
-import type { AddressInfo } from 'node:net';
-import { startServer } from '../../server';
+import { serveUntilTerminated } from '../../server';
 import { EXIT, loadConfigWith, parseCommandLine, UsageError } from '../args';
 import type { Command } from './command';
 
@@ -14,8 +13,6 @@ Options:
   --model NAME    model that serves requests (sets MODEL)
   -h, --help      show this help`;
 
-const SHUTDOWN_GRACE_MS = 10_000;
-
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine({
     args: argv,
@@ -29,17 +26,7 @@ async function run(argv: string[]): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`serve takes no arguments, got ${positionals.join(' ')}`);
   const config = loadConfigWith({ PORT: values.port, MODEL: values.model });
-  const server = await startServer(config);
-  const { port } = server.address() as AddressInfo;
-  process.stdout.write(`detourage listening on http://localhost:${port} (model ${config.model}, loaded on first use)\n`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => {
-      // As npm start: stop accepting, let in-flight requests finish, then leave.
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      setTimeout(resolve, SHUTDOWN_GRACE_MS).unref();
-    });
-  });
+  await serveUntilTerminated(config, (line) => process.stdout.write(`${line}\n`));
   return EXIT.ok;
 }
 
