@@ -3,7 +3,7 @@
  * thing (session options, precision, a saved optimised graph, decoding, PNG
  * settings, libvips threads, the allocator) against what the service does now.
  *
- *   node dist/bench/levers.js [session,alloc,precision,optimized,decode,png,postprocess,interleave,sharp,malloc] [--quick]
+ *   node dist/bench/levers.js [session,alloc,graph,precision,optimized,decode,png,postprocess,interleave,sharp,malloc] [--quick]
  *
  * Prints a table per lever and writes every figure to bench/.results/.
  */
@@ -23,7 +23,7 @@ import { sharp } from '../functions/pipeline/sharp';
 import type { DecodedImage, ModelInput } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
 import { memory } from './bench';
-import { FP32_MODEL_FILE, writeFp32Model } from './convert-fp32';
+import { FP32_MODEL_FILE, FP32_MODELS_DIR, writeFp32Model } from './convert-fp32';
 import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
 import { type BenchImage, benchImages, FIXTURE_NAMES } from './images';
 import type { ProbeRequest, ProbeResult } from './session-probe';
@@ -150,6 +150,20 @@ async function allocLever(): Promise<unknown> {
     ];
   });
   const rows = await probeMatrix(configs, quick ? 1 : 2, quick ? 2 : 4);
+  printProbeTable(rows);
+  return rows;
+}
+
+/** Graph levels on the fp32 rewrite: `disabled` keeps no prepacked weight copies, which is the largest RSS lever left. */
+async function graphLever(): Promise<unknown> {
+  const file = fp32ModelFile();
+  const configs = (['all', 'extended', 'basic', 'disabled'] as const).map((level) => ({
+    name: `fp32: graph ${level}`,
+    model: 'isnet-fp16',
+    file,
+    overrides: { graphOptimizationLevel: level },
+  }));
+  const rows = await probeMatrix(configs, quick ? 1 : 2, quick ? 2 : 3);
   printProbeTable(rows);
   return rows;
 }
@@ -377,13 +391,19 @@ async function pngLever(images: readonly BenchImage[]): Promise<unknown> {
  */
 function interleaveRgba32(rgb: Buffer, alpha: Buffer): Buffer {
   const pixelCount = alpha.length;
-  const rgba = Buffer.allocUnsafe(pixelCount * 4);
-  const words = new Uint32Array(rgba.buffer, rgba.byteOffset, pixelCount);
+  // Zero-filled, so transparent pixels need no store at all.
+  const words = new Uint32Array(pixelCount);
   for (let pixel = 0, source = 0; pixel < pixelCount; pixel += 1, source += 3) {
     const a = alpha[pixel]!;
-    words[pixel] = a === 0 ? 0 : (rgb[source]! | (rgb[source + 1]! << 8) | (rgb[source + 2]! << 16) | (a << 24)) >>> 0;
+    if (a !== 0) words[pixel] = (rgb[source]! | (rgb[source + 1]! << 8) | (rgb[source + 2]! << 16) | (a << 24)) >>> 0;
   }
-  return rgba;
+  return Buffer.from(words.buffer, words.byteOffset, words.byteLength);
+}
+
+function zeroUnderTransparent(rgb: Buffer, alpha: Buffer): void {
+  for (let pixel = 0; pixel < alpha.length; pixel += 1) {
+    if (alpha[pixel] === 0) rgb.fill(0, pixel * 3, pixel * 3 + 3);
+  }
 }
 
 /** At 12 MP the cutout's RGBA interleave in JS costs about as much as the PNG encode itself. */
@@ -407,8 +427,24 @@ async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> 
         .png({ compressionLevel: 6 })
         .toBuffer(),
     );
+    // Zeroing colour under alpha 0 in place, then letting libvips join the alpha as it streams, never builds the 4-channel buffer.
+    // Zeroing is idempotent, so one copy serves every repetition.
+    const rgb = Buffer.from(decoded.rgb);
+    const zeroedJoin = await medianMs(reps, () => {
+      const startedZeroing = performance.now();
+      zeroUnderTransparent(rgb, mask.alpha);
+      const zeroingMs = performance.now() - startedZeroing;
+      return sharp(rgb, { raw: { width: decoded.width, height: decoded.height, channels: 3 } })
+        .joinChannel(mask.alpha, { raw: { width: decoded.width, height: decoded.height, channels: 1 } })
+        .png({ compressionLevel: 6 })
+        .toBuffer()
+        .then((body) => ({ body, zeroingMs }));
+    });
     rows.push({
       image: name,
+      zeroedJoinMs: zeroedJoin.ms,
+      zeroingMs: round(zeroedJoin.value.zeroingMs),
+      zeroedJoinSameBytes: zeroedJoin.value.body.equals(service.value.body),
       serviceEncodeMs: service.ms,
       serviceBytes: service.value.body.length,
       pngOnlyMs: pngOnly.ms,
@@ -420,11 +456,14 @@ async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> 
     });
   }
   await session.session.release();
-  console.log('image        service encode  = interleave + png6 | 32-bit interleave (same PNG?) | libvips joinChannel+png6 (colour kept under alpha 0)');
+  console.log(
+    'image        service encode  = interleave + png6 | 32-bit interleave (same PNG?) | libvips joinChannel+png6 (colour kept under alpha 0) | zero in place + joinChannel + png6',
+  );
   for (const row of rows) {
     console.log(
       `${row.image.padEnd(13)}${row.serviceEncodeMs.toFixed(0).padStart(10)} ms${row.serviceInterleaveMs.toFixed(0).padStart(12)}${row.pngOnlyMs.toFixed(0).padStart(7)} |` +
-        `${row.interleave32Ms.toFixed(0).padStart(14)} ms (${row.interleave32SameBytes ? 'same' : 'DIFFERENT'})     |${row.libvipsJoinMs.toFixed(0).padStart(10)} ms, ${(row.libvipsJoinBytes / 1e6).toFixed(2)} MB vs ${(row.serviceBytes / 1e6).toFixed(2)} MB`,
+        `${row.interleave32Ms.toFixed(0).padStart(14)} ms (${row.interleave32SameBytes ? 'same' : 'DIFFERENT'})     |${row.libvipsJoinMs.toFixed(0).padStart(10)} ms, ${(row.libvipsJoinBytes / 1e6).toFixed(2)} MB vs ${(row.serviceBytes / 1e6).toFixed(2)} MB | ` +
+        `${row.zeroedJoinMs.toFixed(0)} ms (${row.zeroedJoinSameBytes ? 'same PNG' : 'DIFFERENT PNG'})`,
     );
   }
   return rows;
@@ -441,6 +480,11 @@ async function postprocessLever(images: readonly BenchImage[]): Promise<unknown>
     const decoded = await decodeImage(image.bytes, MAX_PIXELS);
     const output = { size: entry.inputSize, data: await runOnce(session, inputTensor(await preprocess(decoded, entry))) };
     const service = await medianMs(reps, () => postprocess(output, entry.postprocess, decoded));
+    // The same stage with libvips allowed a second thread (the machine otherwise idle).
+    const defaultThreads = sharp.concurrency();
+    sharp.concurrency(2);
+    const twoThreads = await medianMs(reps, () => postprocess(output, entry.postprocess, decoded));
+    sharp.concurrency(defaultThreads);
     const bytes = normaliseToBytes(output, entry.postprocess);
     const normaliseMs = (await medianMs(reps, () => Promise.resolve(normaliseToBytes(output, entry.postprocess)))).ms;
     for (const kernel of ['lanczos3', 'mitchell', 'cubic', 'linear'] as const) {
@@ -452,14 +496,14 @@ async function postprocessLever(images: readonly BenchImage[]): Promise<unknown>
           .toBuffer(),
       );
       const agreement = compareAlpha(resized.value, service.value.alpha);
-      rows.push({ image: name, kernel, servicePostprocessMs: service.ms, normaliseMs, resizeMs: resized.ms, iouVsLanczos: round(agreement.iou, 5), maeVsLanczos: round(agreement.mae, 6) });
+      rows.push({ image: name, kernel, servicePostprocessMs: service.ms, twoThreadsPostprocessMs: twoThreads.ms, normaliseMs, resizeMs: resized.ms, iouVsLanczos: round(agreement.iou, 5), maeVsLanczos: round(agreement.mae, 6) });
     }
   }
   await session.session.release();
-  console.log('image        kernel     service postprocess  normalise  resize   IoU/MAE vs lanczos3');
+  console.log('image        kernel     service postprocess (2 threads)  normalise  resize   IoU/MAE vs lanczos3');
   for (const row of rows) {
     console.log(
-      `${row.image.padEnd(13)}${row.kernel.padEnd(10)}${row.servicePostprocessMs.toFixed(0).padStart(20)}${row.normaliseMs.toFixed(0).padStart(11)}${row.resizeMs.toFixed(0).padStart(8)}   ${row.iouVsLanczos} / ${row.maeVsLanczos}`,
+      `${row.image.padEnd(13)}${row.kernel.padEnd(10)}${row.servicePostprocessMs.toFixed(0).padStart(20)}${` (${row.twoThreadsPostprocessMs.toFixed(0)})`.padStart(12)}${row.normaliseMs.toFixed(0).padStart(11)}${row.resizeMs.toFixed(0).padStart(8)}   ${row.iouVsLanczos} / ${row.maeVsLanczos}`,
     );
   }
   return rows;
@@ -521,23 +565,30 @@ async function sharpLever(images: readonly BenchImage[]): Promise<unknown> {
   return rows;
 }
 
-/** glibc gives each thread that allocates its own arena; capping them trades a little speed for less fragmentation. */
+/**
+ * glibc gives each thread that allocates its own arena; capping them trades a
+ * little speed for less fragmentation. libvips threads allocate too, so the
+ * sharp thread count is varied alongside.
+ */
 async function mallocLever(images: readonly BenchImage[]): Promise<unknown> {
   const image = images.find((candidate) => candidate.name === 'photo-12mp')!;
+  fp32ModelFile();
   const rows = [];
-  for (const model of ['isnet-fp16', 'isnet-uint8']) {
-    for (const arenas of ['default', '2', '1']) {
-      console.error(`  ${model} MALLOC_ARENA_MAX=${arenas}`);
-      // MALLOC_ARENA_MAX also lifts sharp's glibc default of 1 thread, so pin that back to keep one variable.
-      const env: Record<string, string> = arenas === 'default' ? {} : { MALLOC_ARENA_MAX: arenas, BENCH_SHARP_CONCURRENCY: '1' };
-      const result = await memory(model, image, quick ? 1 : 3, env, ['-r', path.join(__dirname, 'sharp-concurrency.js')]);
-      rows.push({ model, mallocArenaMax: arenas, ...result });
+  for (const weights of ['fp16', 'fp32']) {
+    for (const [arenas, sharpThreads] of [['default', '1'], ['default', '2'], ['2', '1'], ['2', '2'], ['1', '1']] as const) {
+      console.error(`  ${weights} MALLOC_ARENA_MAX=${arenas} sharp ${sharpThreads}`);
+      // MALLOC_ARENA_MAX also lifts sharp's glibc default of 1 thread, so the thread count is always set explicitly.
+      const env: Record<string, string> = { BENCH_SHARP_CONCURRENCY: sharpThreads };
+      if (arenas !== 'default') env.MALLOC_ARENA_MAX = arenas;
+      if (weights === 'fp32') env.MODELS_DIR = FP32_MODELS_DIR;
+      const result = await memory('isnet-fp16', image, quick ? 1 : 3, env, ['-r', path.join(__dirname, 'sharp-concurrency.js')]);
+      rows.push({ weights, mallocArenaMax: arenas, sharpThreads, ...result });
     }
   }
-  console.log('model        MALLOC_ARENA_MAX  load+warmup  resident  12MP one  4 in flight  (wall ms)');
+  console.log('weights  MALLOC_ARENA_MAX  sharp  load+warmup  resident  12MP one  4 in flight  (wall ms)');
   for (const row of rows) {
     console.log(
-      `${row.model.padEnd(13)}${row.mallocArenaMax.padStart(16)}${row.loadPeakMiB.toFixed(0).padStart(13)}${row.residentAfterWarmupMiB.toFixed(0).padStart(10)}` +
+      `${row.weights.padEnd(9)}${row.mallocArenaMax.padStart(16)}${row.sharpThreads.padStart(7)}${row.loadPeakMiB.toFixed(0).padStart(13)}${row.residentAfterWarmupMiB.toFixed(0).padStart(10)}` +
         `${row.sequential12mpPeakMiB.toFixed(0).padStart(10)}${row.inFlight12mpPeakMiB.toFixed(0).padStart(13)}${row.inFlightWallMs.toFixed(0).padStart(11)}`,
     );
   }
@@ -547,6 +598,7 @@ async function mallocLever(images: readonly BenchImage[]): Promise<unknown> {
 const LEVERS: Record<string, (images: readonly BenchImage[]) => Promise<unknown>> = {
   session: sessionLever,
   alloc: allocLever,
+  graph: graphLever,
   precision: precisionLever,
   optimized: optimizedLever,
   decode: decodeLever,
