@@ -98,7 +98,7 @@ export const FP32_MODEL_FILE = path.join(DEFAULT_MODELS_DIR, 'isnet-fp16.fp32.on
  */
 export const FP32_MODELS_DIR = path.join(PROJECT_ROOT, 'bench', '.cache', 'models-fp32');
 
-function linkForServer(target: string): void {
+export function linkForServer(target: string): void {
   mkdirSync(FP32_MODELS_DIR, { recursive: true });
   const link = path.join(FP32_MODELS_DIR, 'isnet-fp16.onnx');
   rmSync(link, { force: true });
@@ -109,11 +109,12 @@ export function writeFp32Model(source = path.join(DEFAULT_MODELS_DIR, 'isnet-fp1
   const started = performance.now();
   const { bytes, counts } = convertToFp32(readFileSync(source));
   writeFileSync(target, bytes);
-  linkForServer(target);
+  // Only the default output is what the fp32 models directory is meant to serve.
+  if (path.resolve(target) === FP32_MODEL_FILE) linkForServer(target);
   console.error(
     `${path.basename(source)} → ${path.basename(target)}: ${counts.tensors} tensors (${counts.values} values) widened, ` +
-      `${counts.casts} casts retargeted, ${counts.declaredTypes} declared types; ${bytes.length} bytes in ${(performance.now() - started).toFixed(0)} ms; ` +
-      `MODELS_DIR=${path.relative(process.cwd(), FP32_MODELS_DIR)} serves it as isnet-fp16`,
+      `${counts.casts} casts retargeted, ${counts.declaredTypes} declared types; ${bytes.length} bytes in ${(performance.now() - started).toFixed(0)} ms` +
+      (path.resolve(target) === FP32_MODEL_FILE ? `; MODELS_DIR=${path.relative(process.cwd(), FP32_MODELS_DIR)} serves it as isnet-fp16` : ''),
   );
 }
 

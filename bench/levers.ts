@@ -23,7 +23,7 @@ import { sharp } from '../functions/pipeline/sharp';
 import type { DecodedImage, ModelInput } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
 import { memory } from './bench';
-import { FP32_MODEL_FILE, FP32_MODELS_DIR, writeFp32Model } from './convert-fp32';
+import { FP32_MODEL_FILE, FP32_MODELS_DIR, linkForServer, writeFp32Model } from './convert-fp32';
 import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
 import { type BenchImage, benchImages, FIXTURE_NAMES } from './images';
 import type { ProbeRequest, ProbeResult } from './session-probe';
@@ -39,9 +39,10 @@ const quick = process.argv.includes('--quick');
 const settingsFor = (model: string) => loadConfig({ ...process.env, MODEL: model });
 const entryOf = (model: string): ModelEntry => findModel(model)!;
 
-/** The fp32 rewrite of isnet-fp16, made on first need. */
+/** The fp32 rewrite of isnet-fp16 (made on first need), also linked where the server can serve it. */
 function fp32ModelFile(): string {
-  if (!existsSync(FP32_MODEL_FILE)) writeFp32Model();
+  if (existsSync(FP32_MODEL_FILE)) linkForServer(FP32_MODEL_FILE);
+  else writeFp32Model();
   return FP32_MODEL_FILE;
 }
 
