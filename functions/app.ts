@@ -4,7 +4,8 @@ import type { Config } from './config';
 import { healthHandler } from './handlers/health';
 import { removeBackgroundHandler } from './handlers/removeBackground';
 import { warmupHandler } from './handlers/warmup';
-import type { HttpHandler } from './http';
+import { type HttpHandler, withRequestLog } from './http';
+import { Logger } from './log';
 import { Gate } from './model/gate';
 import { ModelHolder, type ModelLoader } from './model/holder';
 import { PROJECT_ROOT } from './model/registry';
@@ -13,6 +14,7 @@ export interface Detourage {
   config: Config;
   holder: ModelHolder;
   admission: Gate;
+  logger: Logger;
   handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler };
 }
 
@@ -22,8 +24,9 @@ export function packageVersion(): string {
 }
 
 /** Wires the three handlers to one shared model holder. */
-export function createDetourage(config: Config, loader?: ModelLoader): Detourage {
-  const holder = new ModelHolder(config, loader);
+export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger): Detourage {
+  const log = logger ?? new Logger({ level: config.logLevel, pretty: process.stderr.isTTY === true });
+  const holder = new ModelHolder(config, loader, log);
   // Admission never queues: whoever finds every slot taken gets 503 at once.
   const admission = new Gate(config.maxConcurrentInferences + config.maxQueue, 0);
   const deps = { config, holder, admission, version: packageVersion(), startedAt: Date.now() };
@@ -31,10 +34,11 @@ export function createDetourage(config: Config, loader?: ModelLoader): Detourage
     config,
     holder,
     admission,
+    logger: log,
     handlers: {
-      health: healthHandler(deps),
-      warmup: warmupHandler(deps),
-      removeBackground: removeBackgroundHandler(deps),
+      health: withRequestLog(log, config.project, healthHandler(deps)),
+      warmup: withRequestLog(log, config.project, warmupHandler(deps)),
+      removeBackground: withRequestLog(log, config.project, removeBackgroundHandler(deps)),
     },
   };
 }

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { LOG_LEVELS, type LogLevel } from './log';
 import { DEFAULT_MODELS_DIR, findModel, modelNames, registry } from './model/registry';
 
 export interface Config {
@@ -18,6 +19,9 @@ export interface Config {
   maxQueue: number;
   /** Past this a request is answered 504 and its pipeline stops at the next stage. */
   requestTimeoutMs: number;
+  logLevel: LogLevel;
+  /** Makes log lines carry Cloud Trace ids; Cloud Run sets it. */
+  project: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -64,6 +68,9 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`MODEL ${JSON.stringify(model)} is not in the registry (known: ${modelNames().join(', ')})`);
   }
 
+  const logLevel = (env.LOG_LEVEL?.trim().toLowerCase() || 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(env.LOG_LEVEL)}`);
+
   const modelsDirRaw = env.MODELS_DIR?.trim();
   const modelsDir = modelsDirRaw ? path.resolve(modelsDirRaw) : DEFAULT_MODELS_DIR;
 
@@ -79,6 +86,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueue: integerSetting(env, 'MAX_QUEUE', 4, problems, 1000, 0),
     // Under Cloud Functions' default 60 s timeout, so callers get our 504 rather than the platform's.
     requestTimeoutMs: integerSetting(env, 'REQUEST_TIMEOUT_MS', 55_000, problems, 3_600_000, 100),
+    logLevel,
+    project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -1,5 +1,7 @@
 import type { Request, Response } from '@google-cloud/functions-framework';
+import { randomUUID } from 'node:crypto';
 import { ApiError, toErrorResponse } from './errors';
+import { type Logger, traceField } from './log';
 
 /** The functions framework's request: express's, plus the body it has already read. */
 export type HttpRequest = Request;
@@ -13,7 +15,8 @@ export function sendJson(response: HttpResponse, status: number, body: unknown, 
 /** The one place where a thrown value becomes an HTTP response. */
 export function sendError(response: HttpResponse, error: unknown): void {
   const { status, headers, body } = toErrorResponse(error);
-  if (status >= 500 && !(error instanceof ApiError)) console.error(error);
+  // The request's log line says what went wrong; an unexpected error's own message goes only there.
+  response.locals.error = { code: body.error.code, ...(error instanceof ApiError ? {} : { cause: String((error as Error)?.stack ?? error) }) };
   if (response.headersSent) {
     response.end();
     return;
@@ -69,4 +72,41 @@ export async function withRequestDeadline<T>(
     clearTimeout(timer);
     response.off('close', onClose);
   }
+}
+
+/**
+ * One log line per request, written when the response is finished: method,
+ * URL, status, latency and size in Cloud Logging's httpRequest shape, the
+ * trace, a request id (echoed as X-Request-Id), and what the handler left in
+ * `response.locals` (model, stage timings, error code).
+ */
+export function withRequestLog(logger: Logger, project: string | undefined, handler: HttpHandler): HttpHandler {
+  return async (request, response) => {
+    const started = performance.now();
+    const offered = request.get('x-request-id');
+    const requestId = offered && /^[\w.-]{1,128}$/.test(offered) ? offered : randomUUID();
+    response.set('X-Request-Id', requestId);
+    response.once('close', () => {
+      const status = response.writableFinished ? response.statusCode : 499;
+      const severity = status >= 500 ? 'ERROR' : status >= 400 ? 'WARNING' : 'INFO';
+      const locals = response.locals as { model?: string; timings?: Record<string, number>; error?: Record<string, string> };
+      logger.log(severity, `${request.method} ${request.path} ${status}`, {
+        httpRequest: {
+          requestMethod: request.method,
+          requestUrl: request.originalUrl,
+          status,
+          latency: `${((performance.now() - started) / 1000).toFixed(3)}s`,
+          requestSize: String(request.rawBody?.length ?? 0),
+          responseSize: String(response.getHeader('content-length') ?? 0),
+          userAgent: request.get('user-agent'),
+        },
+        requestId,
+        ...traceField(request.headers, project),
+        ...(locals.model ? { model: locals.model } : {}),
+        ...(locals.timings ? { timingsMs: locals.timings } : {}),
+        ...(locals.error ? { error: locals.error } : {}),
+      });
+    });
+    await handler(request, response);
+  };
 }

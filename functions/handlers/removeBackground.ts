@@ -31,10 +31,13 @@ async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, respon
       signal,
     ),
   );
+  response.locals.model = result.model;
+  response.locals.timings = Object.fromEntries(Object.entries(result.timings).map(([stage, ms]) => [stage, Math.round(ms)]));
   response
     .status(200)
     .set({
       'Content-Type': result.image.contentType,
+      'Content-Length': String(result.image.body.length),
       'Cache-Control': 'no-store',
       'X-Width': String(result.image.width),
       'X-Height': String(result.image.height),

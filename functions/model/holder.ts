@@ -1,3 +1,4 @@
+import type { Logger } from '../log';
 import { findModel, type ModelEntry } from './registry';
 import type { LoadedModel, SessionSettings } from './session';
 import { Gate } from './gate';
@@ -31,6 +32,7 @@ export class ModelHolder {
   constructor(
     private readonly settings: HolderSettings,
     private readonly loader: ModelLoader = loadWithOnnxRuntime,
+    private readonly logger?: Logger,
   ) {
     const entry = findModel(settings.model);
     if (!entry) throw new Error(`unknown model ${settings.model}`);
@@ -59,8 +61,10 @@ export class ModelHolder {
     this.loaded = null;
     if (!this.loading) {
       this.loadAttempts += 1;
+      const started = performance.now();
       const attempt = this.loader(this.entry, this.settings).then((model) => {
         this.loaded = model;
+        this.logger?.info(`model ${this.entry.name} loaded`, { model: this.entry.name, loadMs: Math.round(performance.now() - started) });
         return model;
       });
       this.loading = attempt;
@@ -68,8 +72,10 @@ export class ModelHolder {
         () => {
           this.loading = null;
         },
-        () => {
+        (error: unknown) => {
           if (this.loading === attempt) this.loading = null;
+          const cause = (error as Error & { cause?: Error }).cause?.message;
+          this.logger?.error(`model ${this.entry.name} failed to load`, { model: this.entry.name, error: (error as Error).message, cause });
         },
       );
     }

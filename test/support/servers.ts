@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createDetourage, type Detourage } from '../../functions/app';
 import type { Config } from '../../functions/config';
+import type { Logger } from '../../functions/log';
 import type { ModelLoader } from '../../functions/model/holder';
 import { createApp } from '../../functions/server';
 
@@ -34,8 +35,12 @@ export async function startFunction(name: 'health' | 'warmup' | 'removeBackgroun
 }
 
 /** The local `npm start` server with its own holder, for tests that need a particular config. */
-export async function startLocalServer(config: Config, loader?: ModelLoader): Promise<RunningServer & { detourage: Detourage }> {
-  const detourage = createDetourage(config, loader);
+export async function startLocalServer(
+  config: Config,
+  loader?: ModelLoader,
+  logger?: Logger,
+): Promise<RunningServer & { detourage: Detourage }> {
+  const detourage = createDetourage(config, loader, logger);
   const running = await listen(createApp(detourage).listen(0, '127.0.0.1'));
   return { ...running, detourage };
 }
