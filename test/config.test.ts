@@ -29,6 +29,8 @@ test('every variable is read', () => {
     MAX_CONCURRENT_INFERENCES: '2',
     MAX_QUEUE: '0',
     REQUEST_TIMEOUT_MS: '30000',
+    LOG_LEVEL: 'WARNING',
+    GOOGLE_CLOUD_PROJECT: 'my-project',
   });
   assert.deepEqual(
     { ...config },
@@ -42,6 +44,8 @@ test('every variable is read', () => {
       maxConcurrentInferences: 2,
       maxQueue: 0,
       requestTimeoutMs: 30000,
+      logLevel: 'warning',
+      project: 'my-project',
     },
   );
 });

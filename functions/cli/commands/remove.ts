@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createDetourage } from '../../app';
 import type { Config } from '../../config';
 import { ApiError } from '../../errors';
+import { Logger } from '../../log';
 import type { EncodeOptions } from '../../pipeline/encode';
 import type { OutputFormat } from '../../pipeline/types';
 import { type Parameters, parseEncodeOptions } from '../../request/options';
@@ -280,7 +281,13 @@ async function execute({ jobs, problems, options, config, force, quiet }: Plan):
   const reporter = new BatchReporter(process.stderr, jobs.length + problems.length, { quiet });
   for (const problem of problems) reporter.failed(problem.input, problem.message);
   // The model loads on the first image that decodes, once for the whole run.
-  const { holder } = createDetourage(config);
+  // The service's log lines would interleave with the batch report; they appear only when LOG_LEVEL asks.
+  const logger = new Logger({
+    level: config.logLevel,
+    pretty: true,
+    write: process.env.LOG_LEVEL ? (line) => process.stderr.write(`${line}\n`) : () => undefined,
+  });
+  const { holder } = createDetourage(config, undefined, logger);
   const { removeBackground } = await import('../../pipeline/run');
   const claimed = new Map<string, string>();
   try {
