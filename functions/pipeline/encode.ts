@@ -19,26 +19,21 @@ const CONTENT_TYPES: Record<OutputFormat, string> = {
 export const JPEG_DEFAULT_BACKGROUND: Rgb = [255, 255, 255];
 
 /**
- * Straight (not premultiplied) RGBA; colour under alpha 0 is zeroed because it
- * is invisible and zeros make smaller, faster PNGs.
+ * Straight (not premultiplied) RGBA. Colour under alpha 0 stays zero: it is
+ * invisible, and zeros make smaller, faster PNGs. One 32-bit store per visible
+ * pixel (little-endian: R in the low byte) measured 29 ms against 113 ms for
+ * byte stores at 12 MP, with the same PNG bytes.
  */
 function interleaveRgba(image: RgbImage, mask: AlphaMask): Buffer {
   const pixelCount = image.width * image.height;
-  const rgba = Buffer.allocUnsafe(pixelCount * 4);
+  const words = new Uint32Array(pixelCount);
   const { rgb } = image;
   const { alpha } = mask;
-  for (let pixel = 0, source = 0, target = 0; pixel < pixelCount; pixel += 1, source += 3, target += 4) {
+  for (let pixel = 0, source = 0; pixel < pixelCount; pixel += 1, source += 3) {
     const a = alpha[pixel]!;
-    if (a === 0) {
-      rgba.writeUInt32LE(0, target);
-    } else {
-      rgba[target] = rgb[source]!;
-      rgba[target + 1] = rgb[source + 1]!;
-      rgba[target + 2] = rgb[source + 2]!;
-      rgba[target + 3] = a;
-    }
+    if (a !== 0) words[pixel] = (rgb[source]! | (rgb[source + 1]! << 8) | (rgb[source + 2]! << 16) | (a << 24)) >>> 0;
   }
-  return rgba;
+  return Buffer.from(words.buffer, words.byteOffset, words.byteLength);
 }
 
 function compositeOnto(image: RgbImage, mask: AlphaMask, background: Rgb): Buffer {
@@ -59,9 +54,11 @@ function compositeOnto(image: RgbImage, mask: AlphaMask, background: Rgb): Buffe
 function toFormat(pipeline: import('sharp').Sharp, format: OutputFormat): import('sharp').Sharp {
   switch (format) {
     case 'png':
-      return pipeline.png({ compressionLevel: 6 });
+      // Level 3: 155 ms and 4.82 MB at 12 MP against 180 ms and 4.78 MB at 6 (bench/NOTES.md).
+      return pipeline.png({ compressionLevel: 3 });
     case 'webp':
-      return pipeline.webp({ quality: 90, alphaQuality: 100 });
+      // Effort 2: 1.8 s at 12 MP against 4.8 s at the default 4, for 3% more bytes.
+      return pipeline.webp({ quality: 90, alphaQuality: 100, effort: 2 });
     case 'jpeg':
       return pipeline.jpeg({ quality: 90, mozjpeg: false });
   }
