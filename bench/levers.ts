@@ -407,16 +407,27 @@ function zeroUnderTransparent(rgb: Buffer, alpha: Buffer): void {
   }
 }
 
-/** At 12 MP the cutout's RGBA interleave in JS costs about as much as the PNG encode itself. */
-async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> {
+/** The fp16 model's real output for the 2 and 12 MP photos, decoded once: the input of the post-model levers. */
+async function modelOutputs(images: readonly BenchImage[]) {
   const entry = entryOf('isnet-fp16');
   const session = await createSession(entry, settingsFor('isnet-fp16'));
-  const reps = quick ? 1 : 5;
-  const rows = [];
+  const outputs = [];
   for (const name of ['photo-2mp', 'photo-12mp']) {
     const image = images.find((candidate) => candidate.name === name)!;
     const decoded = await decodeImage(image.bytes, MAX_PIXELS);
     const output = { size: entry.inputSize, data: await runOnce(session, inputTensor(await preprocess(decoded, entry))) };
+    outputs.push({ name, decoded, output });
+  }
+  await session.session.release();
+  return { entry, outputs };
+}
+
+/** At 12 MP the cutout's RGBA interleave in JS costs about as much as the PNG encode itself. */
+async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> {
+  const { entry, outputs } = await modelOutputs(images);
+  const reps = quick ? 1 : 5;
+  const rows = [];
+  for (const { name, decoded, output } of outputs) {
     const mask = await postprocess(output, entry.postprocess, decoded);
     const raw = { raw: { width: decoded.width, height: decoded.height, channels: 4 as const } };
     const service = await medianMs(reps, () => encode(decoded, mask, { format: 'png', type: 'cutout', background: null }));
@@ -456,7 +467,6 @@ async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> 
       libvipsJoinBytes: joined.value.length,
     });
   }
-  await session.session.release();
   console.log(
     'image        service encode  = interleave + png6 | 32-bit interleave (same PNG?) | libvips joinChannel+png6 (colour kept under alpha 0) | zero in place + joinChannel + png6',
   );
@@ -472,14 +482,10 @@ async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> 
 
 /** The mask's upscale to full size is the largest non-model stage at 12 MP; rembg uses Lanczos. */
 async function postprocessLever(images: readonly BenchImage[]): Promise<unknown> {
-  const entry = entryOf('isnet-fp16');
-  const session = await createSession(entry, settingsFor('isnet-fp16'));
+  const { entry, outputs } = await modelOutputs(images);
   const reps = quick ? 1 : 5;
   const rows = [];
-  for (const name of ['photo-2mp', 'photo-12mp']) {
-    const image = images.find((candidate) => candidate.name === name)!;
-    const decoded = await decodeImage(image.bytes, MAX_PIXELS);
-    const output = { size: entry.inputSize, data: await runOnce(session, inputTensor(await preprocess(decoded, entry))) };
+  for (const { name, decoded, output } of outputs) {
     const service = await medianMs(reps, () => postprocess(output, entry.postprocess, decoded));
     // The same stage with libvips allowed a second thread (the machine otherwise idle).
     const defaultThreads = sharp.concurrency();
@@ -500,7 +506,6 @@ async function postprocessLever(images: readonly BenchImage[]): Promise<unknown>
       rows.push({ image: name, kernel, servicePostprocessMs: service.ms, twoThreadsPostprocessMs: twoThreads.ms, normaliseMs, resizeMs: resized.ms, iouVsLanczos: round(agreement.iou, 5), maeVsLanczos: round(agreement.mae, 6) });
     }
   }
-  await session.session.release();
   console.log('image        kernel     service postprocess (2 threads)  normalise  resize   IoU/MAE vs lanczos3');
   for (const row of rows) {
     console.log(
