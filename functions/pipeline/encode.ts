@@ -1,4 +1,5 @@
 import type { Rgb } from '../model/registry';
+import { compositeOnto } from './composite';
 import { sharp } from './sharp';
 import type { AlphaMask, EncodedImage, OutputFormat, OutputType, RgbImage } from './types';
 
@@ -34,21 +35,6 @@ function interleaveRgba(image: RgbImage, mask: AlphaMask): Buffer {
     if (a !== 0) words[pixel] = (rgb[source]! | (rgb[source + 1]! << 8) | (rgb[source + 2]! << 16) | (a << 24)) >>> 0;
   }
   return Buffer.from(words.buffer, words.byteOffset, words.byteLength);
-}
-
-function compositeOnto(image: RgbImage, mask: AlphaMask, background: Rgb): Buffer {
-  const pixelCount = image.width * image.height;
-  const out = Buffer.allocUnsafe(pixelCount * 3);
-  const { rgb } = image;
-  const { alpha } = mask;
-  const [red, green, blue] = background;
-  for (let pixel = 0, index = 0; pixel < pixelCount; pixel += 1, index += 3) {
-    const keep = alpha[pixel]! / 255;
-    out[index] = red + (rgb[index]! - red) * keep + 0.5;
-    out[index + 1] = green + (rgb[index + 1]! - green) * keep + 0.5;
-    out[index + 2] = blue + (rgb[index + 2]! - blue) * keep + 0.5;
-  }
-  return out;
 }
 
 function toFormat(pipeline: import('sharp').Sharp, format: OutputFormat): import('sharp').Sharp {

@@ -1,24 +1,9 @@
-import type { ModelEntry } from '../model/registry';
+import type { ModelEntry, Rgb } from '../model/registry';
+import { compositeOnto } from './composite';
 import { sharp } from './sharp';
 import type { DecodedImage, ModelInput } from './types';
 
-/**
- * Pixels hidden by the input's own alpha still carry colours; the model sees
- * them flattened onto white instead.
- */
-function flattenOntoWhite(image: DecodedImage): Buffer {
-  if (image.alpha === null) return image.rgb;
-  const { rgb, alpha } = image;
-  const flat = Buffer.allocUnsafe(rgb.length);
-  for (let pixel = 0, channel = 0; pixel < alpha.length; pixel += 1, channel += 3) {
-    const keep = alpha[pixel]! / 255;
-    const white = 255 - 255 * keep;
-    flat[channel] = rgb[channel]! * keep + white;
-    flat[channel + 1] = rgb[channel + 1]! * keep + white;
-    flat[channel + 2] = rgb[channel + 2]! * keep + white;
-  }
-  return flat;
-}
+const WHITE: Rgb = [255, 255, 255];
 
 /**
  * rembg-compatible input: Lanczos resize to the model's square, divide by the
@@ -26,7 +11,9 @@ function flattenOntoWhite(image: DecodedImage): Buffer {
  */
 export async function preprocess(image: DecodedImage, entry: ModelEntry): Promise<ModelInput> {
   const size = entry.inputSize;
-  const resized = await sharp(flattenOntoWhite(image), { raw: { width: image.width, height: image.height, channels: 3 } })
+  // Pixels hidden by the input's own alpha still carry colours; the model sees them flattened onto white.
+  const pixels = image.alpha === null ? image.rgb : compositeOnto(image, { alpha: image.alpha }, WHITE);
+  const resized = await sharp(pixels, { raw: { width: image.width, height: image.height, channels: 3 } })
     .resize(size, size, { fit: 'fill', kernel: 'lanczos3' })
     .raw()
     .toBuffer();
