@@ -299,7 +299,7 @@ async function decodeLever(images: readonly BenchImage[]): Promise<unknown> {
         .removeAlpha()
         .raw()
         .toBuffer({ resolveWithObject: true });
-      return { width: info.width, height: info.height, rgb: data, alpha: null, format: 'jpeg' } satisfies DecodedImage;
+      return { width: info.width, height: info.height, sourceWidth: info.width, sourceHeight: info.height, rgb: data, alpha: null, format: 'jpeg' } satisfies DecodedImage;
     });
     const fromShrunk = await medianMs(reps, () => preprocess(shrunk.value, entry));
     const full = normaliseToBytes({ size: entry.inputSize, data: await runOnce(session, inputTensor(fromFull.value)) }, entry.postprocess);
@@ -338,7 +338,7 @@ async function cutoutRgba(image: BenchImage, reps: number): Promise<{ rgba: Buff
   const output = { size: input.size, data: await runOnce(session, inputTensor(input)) };
   await session.session.release();
   const mask = await postprocess(output, entry.postprocess, decoded);
-  const png = await medianMs(reps, () => encode(decoded, mask, { format: 'png', type: 'cutout', background: null }));
+  const png = await medianMs(reps, () => encode(decoded, mask, { format: 'png', channels: 'rgba' }));
   const rgba = await sharp(png.value.body).raw().toBuffer();
   return { rgba, width: decoded.width, height: decoded.height, serviceEncodeMs: png.ms };
 }
@@ -430,7 +430,7 @@ async function interleaveLever(images: readonly BenchImage[]): Promise<unknown> 
   for (const { name, decoded, output } of outputs) {
     const mask = await postprocess(output, entry.postprocess, decoded);
     const raw = { raw: { width: decoded.width, height: decoded.height, channels: 4 as const } };
-    const service = await medianMs(reps, () => encode(decoded, mask, { format: 'png', type: 'cutout', background: null }));
+    const service = await medianMs(reps, () => encode(decoded, mask, { format: 'png', channels: 'rgba' }));
     const words = await medianMs(reps, () => Promise.resolve(interleaveRgba32(decoded.rgb, mask.alpha)));
     const pngOnly = await medianMs(reps, () => sharp(words.value, raw).png({ compressionLevel: 6 }).toBuffer());
     const joined = await medianMs(reps, () =>

@@ -19,6 +19,14 @@ export interface Config {
   maxQueue: number;
   /** Past this a request is answered 504 and its pipeline stops at the next stage. */
   requestTimeoutMs: number;
+  /** One budget per image_url or bg_image_url fetch, redirects included. */
+  urlFetchTimeoutMs: number;
+  /**
+   * Test-only: image URLs may point at 127.0.0.1, so tests can serve them
+   * locally. Refused on Cloud Run, where a loopback URL would reach the
+   * instance's own ports.
+   */
+  allowLoopbackUrlsForTests: boolean;
   logLevel: LogLevel;
   /** Makes log lines carry Cloud Trace ids; Cloud Run sets it. */
   project: string | undefined;
@@ -59,6 +67,17 @@ function integerSetting(
   return value;
 }
 
+const LOOPBACK_SETTING = 'DETOURAGE_TEST_ALLOW_LOOPBACK_URLS';
+
+function loopbackForTests(env: Env, problems: string[]): boolean {
+  const raw = env[LOOPBACK_SETTING]?.trim();
+  if (!raw || raw === '0') return false;
+  if (raw !== '1') problems.push(`${LOOPBACK_SETTING} must be 1 or unset, got ${JSON.stringify(raw)}`);
+  // Cloud Run (and so Cloud Functions gen2) always sets K_SERVICE.
+  if (env.K_SERVICE) problems.push(`${LOOPBACK_SETTING} is for tests only and is refused on Cloud Run`);
+  return raw === '1';
+}
+
 /** Reads and validates every setting at once, so start-up names all problems together. */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
@@ -86,6 +105,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueue: integerSetting(env, 'MAX_QUEUE', 4, problems, 1000, 0),
     // Under Cloud Functions' default 60 s timeout, so callers get our 504 rather than the platform's.
     requestTimeoutMs: integerSetting(env, 'REQUEST_TIMEOUT_MS', 55_000, problems, 3_600_000, 100),
+    urlFetchTimeoutMs: integerSetting(env, 'URL_FETCH_TIMEOUT_MS', 10_000, problems, 600_000, 100),
+    allowLoopbackUrlsForTests: loopbackForTests(env, problems),
     logLevel,
     project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,
   };

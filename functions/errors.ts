@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'image_too_large'
   | 'unsupported_media_type'
   | 'corrupt_image'
+  | 'no_foreground'
   | 'model_unavailable'
   | 'overloaded'
   | 'timeout'
@@ -28,6 +29,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   image_too_large: 413,
   unsupported_media_type: 415,
   corrupt_image: 422,
+  no_foreground: 422,
   internal: 500,
   model_unavailable: 503,
   overloaded: 503,

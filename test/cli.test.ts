@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { BatchReporter, DownloadReporter, type OutputStream } from '../functions/cli/progress';
 import { wildcardPattern } from '../functions/cli/inputs';
 import { PROJECT_ROOT } from '../functions/model/registry';
-import { parseEncodeOptions } from '../functions/request/options';
+import { parseRemovalOptions } from '../functions/request/options';
 import { alphaChannel, fixture } from './support/images';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'detourage');
@@ -39,11 +39,11 @@ async function detourage(args: string[], options: { cwd?: string; input?: Buffer
 
 function parserMessage(parameters: Record<string, string>): string {
   try {
-    parseEncodeOptions(parameters);
+    parseRemovalOptions(parameters);
   } catch (error) {
     return (error as Error).message;
   }
-  assert.fail(`parseEncodeOptions accepted ${JSON.stringify(parameters)}`);
+  assert.fail(`parseRemovalOptions accepted ${JSON.stringify(parameters)}`);
 }
 
 async function exists(filePath: string): Promise<boolean> {

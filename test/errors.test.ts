@@ -41,14 +41,14 @@ function multipartWithoutBoundary(): Promise<Response> {
 test('no file or an empty body is a 400', async () => {
   await expectError(postImage(removal.url, Buffer.alloc(0)), 400, 'missing_image');
   await expectError(postForm(removal.url, { format: 'png' }), 400, 'missing_image');
-  await expectError(postForm(removal.url, { picture: fixture('car-1.jpg') }), 400, 'missing_image');
+  await expectError(postForm(removal.url, { picture: fixture('car-1.jpg') }), 400, 'invalid_parameter');
   await expectError(postForm(removal.url, { image: Buffer.alloc(0) }), 400, 'missing_image');
   await expectError(fetch(removal.url, { method: 'POST' }), 400, 'missing_image');
 });
 
 test('a bad parameter value is a 400 that names it', async () => {
   const image = fixture('car-1.jpg');
-  for (const [query, name] of [['format=gif', 'format'], ['type=outline', 'type'], ['bg_color=reddish', 'bg_color'], ['bg_color=%23ff00', 'bg_color']]) {
+  for (const [query, name] of [['format=gif', 'format'], ['type=outline', 'type'], ['bg_color=reddish', 'bg_color'], ['bg_color=%23ff00f', 'bg_color']]) {
     const body = await expectError(postImage(`${removal.url}?${query}`, image), 400, 'invalid_parameter');
     assert.match(body.error.message, new RegExp(name!));
   }

@@ -118,8 +118,8 @@ test('format=jpeg composites onto white by default, bg_color onto the colour', a
   // The top-left corner is background in this image.
   assert.ok(white.data[0]! > 240 && white.data[1]! > 240 && white.data[2]! > 240);
 
-  // Form fields carry parameters too.
-  const red = await postForm(removal.url, { image: fixture('anime-girl-1.jpg'), bg_color: '#ff0000' });
+  // Form fields carry parameters too; format auto makes an opaque result a JPEG.
+  const red = await postForm(removal.url, { image: fixture('anime-girl-1.jpg'), bg_color: '#ff0000', format: 'png' });
   assert.equal(red.status, 200);
   const pixels = await rawPixels(await bodyBytes(red));
   assert.equal(pixels.channels, 3);

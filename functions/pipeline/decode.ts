@@ -7,6 +7,19 @@ const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'])
 
 export interface DecodeLimits {
   maxInputPixels: number;
+  /** Larger images are scaled down to this many pixels while decoding (JPEG shrinks on load). */
+  maxOutputPixels?: number | null;
+}
+
+/** EXIF orientations 5–8 turn the image a quarter, swapping width and height. */
+function uprightSize(header: import('sharp').Metadata, width: number, height: number): { width: number; height: number } {
+  return (header.orientation ?? 1) >= 5 ? { width: height, height: width } : { width, height };
+}
+
+function fittedSize(size: { width: number; height: number }, maxPixels: number | null | undefined): { width: number; height: number } | null {
+  if (!maxPixels || size.width * size.height <= maxPixels) return null;
+  const factor = Math.sqrt(maxPixels / (size.width * size.height));
+  return { width: Math.max(1, Math.floor(size.width * factor)), height: Math.max(1, Math.floor(size.height * factor)) };
 }
 
 async function readHeader(bytes: Buffer): Promise<import('sharp').Metadata> {
@@ -41,10 +54,14 @@ export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<
     );
   }
 
+  const upright = uprightSize(header, width, height);
+  const fitted = fittedSize(upright, limits.maxOutputPixels);
+
   let decoded: { data: Buffer; info: import('sharp').OutputInfo };
   try {
-    decoded = await sharp(bytes, { failOn: 'truncated', limitInputPixels: limits.maxInputPixels, pages: 1 })
-      .autoOrient()
+    let pipeline = sharp(bytes, { failOn: 'truncated', limitInputPixels: limits.maxInputPixels, pages: 1 }).autoOrient();
+    if (fitted) pipeline = pipeline.resize(fitted.width, fitted.height, { fit: 'fill', kernel: 'lanczos3' });
+    decoded = await pipeline
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
@@ -52,10 +69,9 @@ export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<
     throw new ApiError('corrupt_image', 'The image could not be decoded: the file is corrupt or truncated.', { cause: error });
   }
   const { data, info } = decoded;
-  if (info.channels === 3) {
-    return { width: info.width, height: info.height, rgb: data, alpha: null, format };
-  }
-  return { width: info.width, height: info.height, ...splitAlpha(data, info.width * info.height), format };
+  const size = { width: info.width, height: info.height, sourceWidth: upright.width, sourceHeight: upright.height };
+  if (info.channels === 3) return { ...size, rgb: data, alpha: null, format };
+  return { ...size, ...splitAlpha(data, info.width * info.height), format };
 }
 
 /** Separates RGBA into RGB and alpha; a fully opaque alpha is dropped so later stages skip it. */

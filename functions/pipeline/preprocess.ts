@@ -1,9 +1,9 @@
-import type { ModelEntry, Rgb } from '../model/registry';
-import { compositeOnto } from './composite';
+import type { ModelEntry } from '../model/registry';
+import { compositeOver, solidBackdrop } from './composite';
 import { sharp } from './sharp';
 import type { DecodedImage, ModelInput } from './types';
 
-const WHITE: Rgb = [255, 255, 255];
+const WHITE = solidBackdrop(255, 255, 255);
 
 /**
  * rembg-compatible input: Lanczos resize to the model's square, divide by the
@@ -12,7 +12,7 @@ const WHITE: Rgb = [255, 255, 255];
 export async function preprocess(image: DecodedImage, entry: ModelEntry): Promise<ModelInput> {
   const size = entry.inputSize;
   // Pixels hidden by the input's own alpha still carry colours; the model sees them flattened onto white.
-  const pixels = image.alpha === null ? image.rgb : compositeOnto(image, { alpha: image.alpha }, WHITE);
+  const pixels = image.alpha === null ? image.rgb : compositeOver(image, image.alpha, WHITE).pixels;
   const resized = await sharp(pixels, { raw: { width: image.width, height: image.height, channels: 3 } })
     .resize(size, size, { fit: 'fill', kernel: 'lanczos3' })
     .raw()

@@ -1,17 +1,30 @@
 import type { ModelHolder } from '../model/holder';
+import type { RemovalOptions } from '../request/options';
+import { colourBackdrop, imageBackdrop } from './background';
+import type { Backdrop } from './composite';
 import { decodeImage } from './decode';
-import { type EncodeOptions, encode } from './encode';
+import { encode } from './encode';
 import { infer } from './infer';
+import { layout } from './layout';
 import { postprocess } from './postprocess';
 import { preprocess } from './preprocess';
-import type { DecodedImage, EncodedImage } from './types';
+import type { Box, DecodedImage, EncodedImage } from './types';
 
-export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'encode';
+export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'layout' | 'encode';
 export type StageTimings = Partial<Record<Stage, number>>;
+
+/** The bytes of one request's images, and what to do with them. */
+export interface RemovalJob {
+  image: Buffer;
+  backgroundImage: Buffer | null;
+  options: RemovalOptions;
+}
 
 export interface RemovalResult {
   image: EncodedImage;
   model: string;
+  /** The subject's box in the output image; null when the mask is empty. */
+  foreground: Box | null;
   timings: StageTimings;
 }
 
@@ -38,14 +51,24 @@ class Stopwatch {
   }
 }
 
+async function backdropFor(job: RemovalJob, background: DecodedImage | null, width: number, height: number): Promise<Backdrop | null> {
+  if (job.options.backgroundColour) return colourBackdrop(job.options.backgroundColour);
+  return background ? imageBackdrop(background, width, height) : null;
+}
+
 /**
- * decode → preprocess → infer → postprocess → encode. The image is decoded
- * before the model is touched, so bad input is refused without loading it.
+ * decode → preprocess → infer → postprocess → layout → encode. Both images
+ * are decoded before the model is touched, so bad input is refused without
+ * loading it.
  */
-export async function removeBackground(bytes: Buffer, options: EncodeOptions, context: RemovalContext): Promise<RemovalResult> {
+export async function removeBackground(job: RemovalJob, context: RemovalContext): Promise<RemovalResult> {
   const clock = new Stopwatch(context.signal);
-  const { holder } = context;
-  const image = await clock.time('decode', () => decodeImage(bytes, { maxInputPixels: context.maxInputPixels }));
+  const { holder, maxInputPixels } = context;
+  const { options } = job;
+  const image = await clock.time('decode', () => decodeImage(job.image, { maxInputPixels, maxOutputPixels: options.maxPixels }));
+  // Covering the output never needs more pixels than the image has.
+  const backgroundLimits = { maxInputPixels, maxOutputPixels: image.width * image.height };
+  const background = job.backgroundImage ? await clock.time('decode', () => decodeImage(job.backgroundImage!, backgroundLimits)) : null;
   const model = await clock.time('load', () => holder.get());
   const input = await clock.time('preprocess', () => preprocess(image, model.entry));
   const queuedAt = performance.now();
@@ -54,8 +77,11 @@ export async function removeBackground(bytes: Buffer, options: EncodeOptions, co
     return clock.time('infer', () => infer(model, input));
   }, context.signal);
   const mask = await clock.time('postprocess', () => postprocess(output, model.entry.postprocess, image));
-  const encoded = await clock.time('encode', () => encode(image, mask, options));
-  return { image: encoded, model: model.entry.name, timings: clock.timings };
+  const laidOut = await clock.time('layout', () => layout(image, mask, options.layout, image.width / image.sourceWidth));
+  const encoded = await clock.time('encode', async () =>
+    encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
+  );
+  return { image: encoded, model: model.entry.name, foreground: laidOut.foreground, timings: clock.timings };
 }
 
 export interface WarmupResult {
@@ -78,7 +104,7 @@ function syntheticImage(): DecodedImage {
       rgb[index + 2] = 128;
     }
   }
-  return { width: WARMUP_SIDE, height: WARMUP_SIDE, rgb, alpha: null, format: 'raw' };
+  return { width: WARMUP_SIDE, height: WARMUP_SIDE, sourceWidth: WARMUP_SIDE, sourceHeight: WARMUP_SIDE, rgb, alpha: null, format: 'raw' };
 }
 
 /** Loads the model if needed and runs one inference, so the first real request pays neither. */

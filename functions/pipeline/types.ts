@@ -11,6 +11,9 @@ export interface RgbImage {
 export interface DecodedImage extends RgbImage {
   /** The image's own alpha, width * height bytes, or null when it is opaque. */
   alpha: Buffer | null;
+  /** Upright size before `size` shrank it; px lengths in parameters refer to it. */
+  sourceWidth: number;
+  sourceHeight: number;
   /** Container format as detected from the bytes, not from any file name. */
   format: string;
 }
@@ -34,12 +37,22 @@ export interface AlphaMask {
   alpha: Buffer;
 }
 
-export type OutputFormat = 'png' | 'webp' | 'jpeg';
-export type OutputType = 'cutout' | 'mask';
+export type OutputFormat = 'png' | 'webp' | 'jpeg' | 'zip';
+/** rgba: the cutout; alpha: the mask alone, as a grayscale image. */
+export type Channels = 'rgba' | 'alpha';
+
+/** A rectangle in pixels. */
+export interface Box {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
 
 export interface EncodedImage {
   body: Buffer;
   contentType: string;
+  format: OutputFormat;
   width: number;
   height: number;
 }

@@ -1,23 +1,85 @@
 import { ApiError } from '../errors';
-import type { Rgb } from '../model/registry';
-import type { EncodeOptions } from '../pipeline/encode';
-import type { OutputFormat, OutputType } from '../pipeline/types';
+import type { EncodeOptions, RequestedFormat } from '../pipeline/encode';
+import type { LayoutOptions, Length, Placement, Roi, Sides } from '../pipeline/layout';
+import type { Channels } from '../pipeline/types';
+import { parseColour, type Rgba } from './colour';
 
 export type Parameters = Readonly<Record<string, string | undefined>>;
 
-const FORMATS: Record<string, OutputFormat> = { png: 'png', webp: 'webp', jpeg: 'jpeg', jpg: 'jpeg' };
-const TYPES: Record<string, OutputType> = { cutout: 'cutout', mask: 'mask' };
+export type Quality = 'fast' | 'high';
 
-function invalid(name: string, value: string, expected: string): ApiError {
-  return new ApiError('invalid_parameter', `Invalid ${name} ${JSON.stringify(value)}: expected ${expected}.`);
+/** Everything a removal request asks for except where its images come from. */
+export interface RemovalOptions {
+  /** A registry name, checked against the deployment's allowed models later; undefined means the default. */
+  model: string | undefined;
+  /** `size`: the most pixels the image is processed and returned at; null keeps its own resolution. */
+  maxPixels: number | null;
+  postProcess: boolean;
+  refine: boolean;
+  quality: Quality;
+  layout: LayoutOptions;
+  encode: EncodeOptions;
+  backgroundColour: Rgba | null;
 }
 
-export function parseHexColour(value: string): Rgb | null {
-  const match = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(value.trim());
-  if (!match) return null;
-  let hex = match[1]!;
-  if (hex.length === 3) hex = [...hex].map((digit) => digit + digit).join('');
-  return [parseInt(hex.slice(0, 2), 16), parseInt(hex.slice(2, 4), 16), parseInt(hex.slice(4, 6), 16)];
+/** Where the images come from; read by request/sources.ts. */
+export const IMAGE_PARAMETERS = ['image_file', 'image_file_b64', 'image_url'] as const;
+export const BACKGROUND_IMAGE_PARAMETERS = ['bg_image_file', 'bg_image_url'] as const;
+
+const OPTION_PARAMETERS = [
+  'size',
+  'type',
+  'format',
+  'channels',
+  'bg_color',
+  'crop',
+  'crop_margin',
+  'scale',
+  'position',
+  'roi',
+  'model',
+  'post_process',
+  'refine',
+  'quality',
+] as const;
+
+export const KNOWN_PARAMETERS: ReadonlySet<string> = new Set([...IMAGE_PARAMETERS, ...BACKGROUND_IMAGE_PARAMETERS, ...OPTION_PARAMETERS]);
+
+/** remove.bg parameters this service does not implement; named so the caller learns why. */
+const UNSUPPORTED_PARAMETERS: ReadonlySet<string> = new Set(['type_level', 'add_shadow', 'semitransparency', 'shadow_type', 'shadow_opacity']);
+
+/** remove.bg's named sizes, in megapixels; `full` and `auto` keep the image's own resolution. */
+const NAMED_SIZES: Record<string, number | null> = {
+  preview: 0.25,
+  small: 0.25,
+  regular: 0.25,
+  medium: 1.5,
+  hd: 4,
+  '4k': 10,
+  full: null,
+  auto: null,
+};
+
+const FORMATS: Record<string, RequestedFormat> = { auto: 'auto', png: 'png', jpg: 'jpeg', jpeg: 'jpeg', webp: 'webp', zip: 'zip' };
+const CHANNELS: Record<string, Channels> = { rgba: 'rgba', alpha: 'alpha' };
+const QUALITIES: Record<string, Quality> = { fast: 'fast', high: 'high' };
+/**
+ * remove.bg's foreground hints. The models here are general-purpose, so the
+ * hint is accepted and has no effect. `cutout` and `mask` are this service's
+ * older names for `channels=rgba` and `channels=alpha`.
+ */
+const FOREGROUND_TYPES = new Set(['auto', 'person', 'product', 'animal', 'car', 'transportation', 'graphic', 'graphics', 'other']);
+const LEGACY_TYPES: Record<string, Channels> = { cutout: 'rgba', mask: 'alpha' };
+
+const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off', '']);
+
+/** remove.bg caps each side's crop margin at 50% of the subject or 500 px. */
+export const MAX_MARGIN_PERCENT = 50;
+export const MAX_MARGIN_PIXELS = 500;
+
+export function invalidParameter(name: string, value: string, expected: string): ApiError {
+  return new ApiError('invalid_parameter', `Invalid ${name} ${JSON.stringify(value)}: expected ${expected}.`);
 }
 
 /** Express may parse `?a=1&a=2` into arrays or objects; only plain strings are parameters. */
@@ -31,20 +93,150 @@ export function stringParameters(source: unknown): Record<string, string> {
   return result;
 }
 
-export function parseEncodeOptions(parameters: Parameters): EncodeOptions {
-  const formatValue = parameters.format?.trim().toLowerCase() || 'png';
-  const format = FORMATS[formatValue];
-  if (!format) throw invalid('format', formatValue, 'png, webp or jpeg');
-
-  const typeValue = parameters.type?.trim().toLowerCase() || 'cutout';
-  const type = TYPES[typeValue];
-  if (!type) throw invalid('type', typeValue, 'cutout or mask');
-
-  let background: Rgb | null = null;
-  const colour = parameters.bg_color;
-  if (colour !== undefined && colour.trim() !== '') {
-    background = parseHexColour(colour);
-    if (!background) throw invalid('bg_color', colour, 'a hex colour such as ff0000 or #f00');
+/** Typos would otherwise be silently ignored and the caller would wonder why nothing changed. */
+export function checkParameterNames(names: Iterable<string>): void {
+  for (const name of names) {
+    if (UNSUPPORTED_PARAMETERS.has(name)) {
+      throw new ApiError('invalid_parameter', `The remove.bg parameter ${name} is not supported by this service.`);
+    }
+    if (!KNOWN_PARAMETERS.has(name)) {
+      throw new ApiError('invalid_parameter', `Unknown parameter ${JSON.stringify(name)}; known parameters: ${[...KNOWN_PARAMETERS].join(', ')}.`);
+    }
   }
-  return { format, type, background };
+}
+
+function choice<T>(parameters: Parameters, name: string, table: Record<string, T>, fallback: string): T {
+  const value = parameters[name]?.trim().toLowerCase() || fallback;
+  const chosen = table[value];
+  if (chosen === undefined) throw invalidParameter(name, value, Object.keys(table).join(', '));
+  return chosen;
+}
+
+function flag(parameters: Parameters, name: string): boolean {
+  const value = parameters[name]?.trim().toLowerCase() ?? '';
+  if (TRUE_WORDS.has(value)) return true;
+  if (FALSE_WORDS.has(value)) return false;
+  throw invalidParameter(name, value, 'true or false');
+}
+
+function parseSize(value: string | undefined): number | null {
+  const text = value?.trim().toLowerCase() || 'auto';
+  if (text in NAMED_SIZES) {
+    const megapixels = NAMED_SIZES[text]!;
+    return megapixels === null ? null : megapixels * 1e6;
+  }
+  const match = /^(\d+(?:\.\d+)?)\s*mp$/.exec(text);
+  const megapixels = match ? Number(match[1]) : 0;
+  if (!(megapixels >= 0.01)) {
+    throw invalidParameter('size', text, `one of ${Object.keys(NAMED_SIZES).join(', ')}, or a megapixel cap such as 50MP (at least 0.01MP)`);
+  }
+  return megapixels * 1e6;
+}
+
+/** `30px`, `10%` or a bare number of pixels. */
+function parseLength(text: string): Length | null {
+  const match = /^(\d+(?:\.\d+)?)(px|%)?$/.exec(text);
+  if (!match) return null;
+  return { value: Number(match[1]), unit: match[2] === '%' ? '%' : 'px' };
+}
+
+function splitValues(text: string): string[] {
+  return text
+    .trim()
+    .toLowerCase()
+    .split(/[\s,]+/)
+    .filter((part) => part !== '');
+}
+
+/** One, two or four lengths, as CSS margins: all sides; vertical horizontal; top right bottom left. */
+function parseMargin(value: string | undefined): Sides {
+  const expected = 'one, two or four lengths such as 10px, 5% or "10px 20px"';
+  const text = value ?? '0';
+  const lengths = splitValues(text).map(parseLength);
+  if (![1, 2, 4].includes(lengths.length) || lengths.some((length) => length === null)) {
+    throw invalidParameter('crop_margin', text, expected);
+  }
+  const capped = (lengths as Length[]).map((length) => ({
+    unit: length.unit,
+    value: Math.min(length.value, length.unit === '%' ? MAX_MARGIN_PERCENT : MAX_MARGIN_PIXELS),
+  }));
+  const [top, right = top, bottom = top, left = right] = capped as [Length, Length?, Length?, Length?];
+  return { top, right, bottom, left };
+}
+
+function percentage(text: string): number | null {
+  const match = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  return match ? Number(match[1]) / 100 : null;
+}
+
+function parseScale(value: string | undefined): number | null {
+  const text = value?.trim().toLowerCase() || 'original';
+  if (text === 'original') return null;
+  const fraction = percentage(text);
+  if (fraction === null || fraction < 0.1 || fraction > 1) throw invalidParameter('scale', text, '"original" or a percentage from 10% to 100%');
+  return fraction;
+}
+
+function parsePosition(value: string | undefined, scaled: boolean): Placement | null {
+  const text = value?.trim().toLowerCase() || (scaled ? 'center' : 'original');
+  if (text === 'original') return null;
+  if (text === 'center' || text === 'centre') return { x: 0.5, y: 0.5 };
+  const fractions = splitValues(text).map(percentage);
+  if ((fractions.length !== 1 && fractions.length !== 2) || fractions.some((f) => f === null || f > 1)) {
+    throw invalidParameter('position', text, '"original", "center", or one or two percentages from 0% to 100% (horizontal, vertical)');
+  }
+  const [x, y = x] = fractions as [number, number?];
+  return { x, y };
+}
+
+function parseRoi(value: string | undefined): Roi | null {
+  if (value === undefined || value.trim() === '') return null;
+  const lengths = splitValues(value).map(parseLength);
+  if (lengths.length !== 4 || lengths.some((length) => length === null || (length.unit === '%' && length.value > 100))) {
+    throw invalidParameter('roi', value, 'four coordinates "x1 y1 x2 y2", each in px or %, such as "0% 0% 100% 100%"');
+  }
+  const [x1, y1, x2, y2] = lengths as [Length, Length, Length, Length];
+  return { x1, y1, x2, y2 };
+}
+
+function parseChannels(parameters: Parameters): Channels {
+  const type = parameters.type?.trim().toLowerCase() || 'auto';
+  const legacy = LEGACY_TYPES[type];
+  if (!legacy && !FOREGROUND_TYPES.has(type)) {
+    throw invalidParameter('type', type, `one of ${[...FOREGROUND_TYPES, ...Object.keys(LEGACY_TYPES)].join(', ')}`);
+  }
+  if (parameters.channels !== undefined && parameters.channels.trim() !== '') return choice(parameters, 'channels', CHANNELS, 'rgba');
+  return legacy ?? 'rgba';
+}
+
+function parseBackgroundColour(value: string | undefined): Rgba | null {
+  if (value === undefined || value.trim() === '') return null;
+  const colour = parseColour(value);
+  if (!colour) throw invalidParameter('bg_color', value, 'a hex colour (f00, ff0000, ff000080) or a CSS colour name');
+  return colour;
+}
+
+/** Validates every option, so a bad one is refused before any image is decoded or fetched. */
+export function parseRemovalOptions(parameters: Parameters): RemovalOptions {
+  const scale = parseScale(parameters.scale);
+  const model = parameters.model?.trim();
+  return {
+    model: model === '' ? undefined : model,
+    maxPixels: parseSize(parameters.size),
+    postProcess: flag(parameters, 'post_process'),
+    refine: flag(parameters, 'refine'),
+    quality: choice(parameters, 'quality', QUALITIES, 'fast'),
+    layout: {
+      roi: parseRoi(parameters.roi),
+      crop: flag(parameters, 'crop'),
+      cropMargin: parseMargin(parameters.crop_margin),
+      scale,
+      position: parsePosition(parameters.position, scale !== null),
+    },
+    encode: {
+      format: choice(parameters, 'format', FORMATS, 'auto'),
+      channels: parseChannels(parameters),
+    },
+    backgroundColour: parseBackgroundColour(parameters.bg_color),
+  };
 }

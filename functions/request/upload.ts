@@ -2,12 +2,14 @@ import busboy from 'busboy';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ApiError } from '../errors';
 
-/** Field names that may carry the image in a multipart upload. */
-export const IMAGE_FIELDS: readonly string[] = ['image', 'file', 'image_file'];
+/** Multipart file fields that carry the image: remove.bg's name and two common ones. */
+export const IMAGE_FIELDS: readonly string[] = ['image_file', 'image', 'file'];
+const BACKGROUND_FIELD = 'bg_image_file';
 
-export interface Upload {
-  image: Buffer;
-  /** Plain (non-file) multipart fields; empty for a raw body. */
+export interface RequestBody {
+  /** Uploaded files by parameter name: `image_file` (from any IMAGE_FIELDS, or a raw image body) and `bg_image_file`. */
+  files: Partial<Record<'image_file' | 'bg_image_file', Buffer>>;
+  /** Every other parameter in the body: multipart fields, form fields or JSON members. */
   fields: Record<string, string>;
 }
 
@@ -23,33 +25,29 @@ export interface RawRequest {
 
 const MAX_FIELDS = 50;
 const MAX_FILES = 5;
-const MAX_FIELD_BYTES = 64 * 1024;
+/** Room for `image_file_b64` in a field: base64 is 4/3 of the bytes. */
+function maxFieldBytes(limits: UploadLimits): number {
+  return Math.ceil((limits.maxUploadBytes * 4) / 3) + 1024;
+}
 
 function tooLarge(limits: UploadLimits): ApiError {
   return new ApiError('payload_too_large', `The upload is larger than ${limits.maxUploadBytes} bytes.`);
 }
 
-function missingImage(): ApiError {
-  return new ApiError(
-    'missing_image',
-    `No image in the request: send a multipart file field (${IMAGE_FIELDS.join(', ')}) or a raw image/* body.`,
-  );
-}
-
-function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits): Promise<Upload> {
+function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits): Promise<RequestBody> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
       parser = busboy({
         headers: request.headers,
-        limits: { fileSize: limits.maxUploadBytes, files: MAX_FILES, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES },
+        limits: { fileSize: limits.maxUploadBytes, files: MAX_FILES, fields: MAX_FIELDS, fieldSize: maxFieldBytes(limits) },
       });
     } catch (error) {
       reject(new ApiError('bad_request', `Malformed multipart request: ${(error as Error).message}.`, { cause: error }));
       return;
     }
     const fields: Record<string, string> = {};
-    let image: Buffer | null = null;
+    const files: RequestBody['files'] = {};
     let failure: ApiError | null = null;
     const fail = (error: ApiError): void => {
       failure ??= error;
@@ -58,7 +56,9 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
     parser.on('file', (name, stream) => {
       // A truncated body errors the file stream too; unhandled, that would crash the process.
       stream.on('error', (error: Error) => fail(new ApiError('bad_request', `Malformed multipart body: ${error.message}.`)));
-      if (image !== null || !IMAGE_FIELDS.includes(name)) {
+      const key = IMAGE_FIELDS.includes(name) ? 'image_file' : name === BACKGROUND_FIELD ? BACKGROUND_FIELD : null;
+      if (key === null || files[key] !== undefined) {
+        if (key === null) fail(new ApiError('invalid_parameter', `Unexpected file field ${JSON.stringify(name)}: send the image as image_file and a background as bg_image_file.`));
         stream.resume();
         return;
       }
@@ -66,11 +66,11 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('limit', () => fail(tooLarge(limits)));
       stream.on('end', () => {
-        image = Buffer.concat(chunks);
+        files[key] = Buffer.concat(chunks);
       });
     });
     parser.on('field', (name, value, info) => {
-      if (info.valueTruncated) fail(new ApiError('invalid_parameter', `The field ${name} is longer than ${MAX_FIELD_BYTES} bytes.`));
+      if (info.valueTruncated) fail(new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`));
       fields[name] = value;
     });
     const tooMany = (what: string) => () => fail(new ApiError('bad_request', `The multipart body has too many ${what}.`));
@@ -81,30 +81,60 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
     });
     parser.on('close', () => {
       if (failure) reject(failure);
-      else if (image === null || image.length === 0) reject(missingImage());
-      else resolve({ image, fields });
+      else resolve({ files, fields });
     });
     parser.end(body);
   });
 }
 
-/** Takes the image out of a multipart form or a raw image body. */
-export async function readUpload(request: RawRequest, limits: UploadLimits): Promise<Upload> {
+/** JSON members become parameters as text, as if they had come in a form. */
+function parseJsonFields(body: Buffer): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    throw new ApiError('bad_request', `The JSON body could not be parsed: ${(error as Error).message}.`, { cause: error });
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ApiError('bad_request', 'The JSON body must be an object of parameters.');
+  }
+  const fields: Record<string, string> = {};
+  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+    if (value === null) continue;
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+      throw new ApiError('invalid_parameter', `The JSON member ${JSON.stringify(name)} must be a string, number or boolean.`);
+    }
+    fields[name] = String(value);
+  }
+  return fields;
+}
+
+/**
+ * Reads a removal request's body: multipart, a URL-encoded form, JSON, or the
+ * raw image itself. An empty body is fine: the image may be an image_url in
+ * the query string.
+ */
+export async function readRequestBody(request: RawRequest, limits: UploadLimits): Promise<RequestBody> {
   const body = request.rawBody ?? Buffer.alloc(0);
-  // Multipart framing adds a little; the image itself is held to the exact limit below.
-  if (body.length > limits.maxUploadBytes + 64 * 1024) throw tooLarge(limits);
+  // Multipart framing and base64 add up to a third; the image itself is held to the exact limit later.
+  if (body.length > maxFieldBytes(limits) + 64 * 1024) throw tooLarge(limits);
   const contentType = (request.headers['content-type'] ?? '').toLowerCase();
   const mediaType = contentType.split(';', 1)[0]!.trim();
 
   if (mediaType === 'multipart/form-data') return parseMultipart(request, body, limits);
-  if (mediaType.startsWith('image/') || mediaType === 'application/octet-stream') {
-    if (body.length === 0) throw missingImage();
-    if (body.length > limits.maxUploadBytes) throw tooLarge(limits);
-    return { image: body, fields: {} };
+  if (mediaType === 'application/x-www-form-urlencoded') {
+    return { files: {}, fields: Object.fromEntries(new URLSearchParams(body.toString('utf8'))) };
   }
-  if (body.length === 0) throw missingImage();
+  if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
+    return { files: {}, fields: body.length === 0 ? {} : parseJsonFields(body) };
+  }
+  if (body.length === 0) return { files: {}, fields: {} };
+  if (mediaType.startsWith('image/') || mediaType === 'application/octet-stream') {
+    if (body.length > limits.maxUploadBytes) throw tooLarge(limits);
+    return { files: { image_file: body }, fields: {} };
+  }
   throw new ApiError(
     'unsupported_media_type',
-    `Content-Type ${mediaType || '(none)'} is not accepted: use multipart/form-data, image/* or application/octet-stream.`,
+    `Content-Type ${mediaType || '(none)'} is not accepted: use multipart/form-data, application/x-www-form-urlencoded, application/json, image/* or application/octet-stream.`,
   );
 }

@@ -5,9 +5,15 @@ import { createDetourage } from '../../app';
 import type { Config } from '../../config';
 import { ApiError } from '../../errors';
 import { Logger } from '../../log';
-import type { EncodeOptions } from '../../pipeline/encode';
 import type { OutputFormat } from '../../pipeline/types';
-import { type Parameters, parseEncodeOptions } from '../../request/options';
+import {
+  BACKGROUND_IMAGE_PARAMETERS,
+  checkParameterNames,
+  IMAGE_PARAMETERS,
+  type Parameters,
+  parseRemovalOptions,
+  type RemovalOptions,
+} from '../../request/options';
 import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
 import { expandInputs, type InputFile, type InputProblem, isFolderTarget, isSingleFile } from '../inputs';
 import { type BatchOutcome, BatchReporter } from '../progress';
@@ -52,21 +58,25 @@ Folders and patterns skip hidden files and earlier outputs (*.cutout.*, *.mask.*
 
 Output:
   without -o      next to each input as NAME.cutout.EXT (NAME.mask.EXT for
-                  --type mask), EXT from the format (png, webp, jpg)
+                  --channels alpha), EXT from the format (png, webp, jpg, zip)
   -o DIR          into DIR (created if missing) as NAME.EXT; --recursive keeps
                   the subfolders
-  -o FILE         one input only; a .png/.webp/.jpg name sets the format
+  -o FILE         one input only; a .png/.webp/.jpg/.zip name sets the format
   -o -            write to standard output (the default for input -)
   An existing output is never overwritten without --force: that input fails.
 
-Parameters (the HTTP API's, checked by the same parser):
-  --format png|webp|jpeg      output format (default png)
-  --type cutout|mask          mask: the alpha matte as a grayscale image
-  --bg-color HEX              composite onto this colour (e.g. ff0000, #f00)
+Parameters (the HTTP API's, checked by the same parser; see README "API"):
+  --format png|jpeg|webp|zip  output format (default png; zip holds color.jpg
+                              and alpha.png)
+  --channels rgba|alpha       alpha: the matte alone as a grayscale image
+  --bg-color COLOUR           composite onto a colour (ff0000, #f00, ff000080,
+                              or a CSS name such as white)
   --model NAME                model to run (sets MODEL; see "detourage models list")
-  --channels VALUE, --size VALUE, --crop[=BOOL], --refine[=VALUE]
-                              passed on as channels, size, crop, refine
-  -p, --param NAME=VALUE      any other parameter, by its API name
+  --crop[=BOOL]               crop to the subject (margin: -p crop_margin=10%)
+  --size VALUE                preview, medium, hd, 4k, full, or e.g. 2MP
+  --refine[=BOOL]             refine edges and their colours
+  -p, --param NAME=VALUE      any other parameter by its API name (scale,
+                              position, roi, quality, post_process, type...)
 
 Options:
   -f, --force                 overwrite existing outputs
@@ -84,9 +94,20 @@ Examples:
   detourage remove 'shots/*.jpg' -o out/ --bg-color ffffff --format jpeg
   cat photo.jpg | detourage remove - > cutout.png`;
 
-const EXTENSIONS: Record<OutputFormat, string> = { png: 'png', webp: 'webp', jpeg: 'jpg' };
-const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = { '.png': 'png', '.webp': 'webp', '.jpg': 'jpeg', '.jpeg': 'jpeg' };
+const EXTENSIONS: Record<OutputFormat, string> = { png: 'png', webp: 'webp', jpeg: 'jpg', zip: 'zip' };
+const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = {
+  '.png': 'png',
+  '.webp': 'webp',
+  '.jpg': 'jpeg',
+  '.jpeg': 'jpeg',
+  '.zip': 'zip',
+};
+/** Inputs are files on the command line; the API's ways of sending images do not apply. */
+const IMAGE_SOURCE_PARAMETERS: ReadonlySet<string> = new Set([...IMAGE_PARAMETERS, ...BACKGROUND_IMAGE_PARAMETERS]);
 const STDIO = '-';
+
+/** The CLI always knows its output format before it runs. */
+type CliOptions = RemovalOptions & { encode: { format: OutputFormat } };
 
 type Target =
   | { kind: 'beside' }
@@ -120,10 +141,20 @@ function collectParameters(values: Readonly<Record<string, unknown>>, params: re
   return parameters;
 }
 
-/** The API's own parser, so a bad value gets the API's message. */
-function parseOptions(parameters: Parameters): EncodeOptions {
+/**
+ * The API's own parser, so a bad value gets the API's message. The output's
+ * name needs its extension before the image is processed, so the CLI's
+ * format defaults to png where the API's is auto.
+ */
+function parseOptions(parameters: Parameters): CliOptions {
+  const imageSource = Object.keys(parameters).find((name) => IMAGE_SOURCE_PARAMETERS.has(name));
+  if (imageSource) throw new UsageError(`${imageSource} is an HTTP parameter; give the image as a file argument`);
   try {
-    return parseEncodeOptions(parameters);
+    checkParameterNames(Object.keys(parameters));
+    const options = parseRemovalOptions({ format: 'png', ...parameters });
+    const { format } = options.encode;
+    if (format === 'auto') throw new UsageError('--format auto needs the result to choose an extension; give png, jpeg, webp or zip');
+    return { ...options, encode: { ...options.encode, format } };
   } catch (error) {
     if (error instanceof ApiError) throw new UsageError(error.message);
     throw error;
@@ -147,13 +178,13 @@ async function chooseTarget(inputs: readonly string[], output: string | undefine
   throw new UsageError(`-o ${output} names a file, but several inputs (or a folder, or a pattern) need an output folder`);
 }
 
-function outputName(input: string, options: EncodeOptions, suffix: boolean): string {
+function outputName(input: string, options: CliOptions, suffix: boolean): string {
   const stem = path.basename(input, path.extname(input));
-  const extension = EXTENSIONS[options.format];
-  return suffix ? `${stem}.${options.type === 'mask' ? 'mask' : 'cutout'}.${extension}` : `${stem}.${extension}`;
+  const extension = EXTENSIONS[options.encode.format];
+  return suffix ? `${stem}.${options.encode.channels === 'alpha' ? 'mask' : 'cutout'}.${extension}` : `${stem}.${extension}`;
 }
 
-function planJob(input: InputFile | typeof STDIO, target: Target, options: EncodeOptions): Job {
+function planJob(input: InputFile | typeof STDIO, target: Target, options: CliOptions): Job {
   const label = input === STDIO ? 'stdin' : input.path;
   switch (target.kind) {
     case 'stdout':
@@ -163,7 +194,7 @@ function planJob(input: InputFile | typeof STDIO, target: Target, options: Encod
     case 'folder': {
       const output =
         input === STDIO
-          ? path.join(target.path, `stdin.${EXTENSIONS[options.format]}`)
+          ? path.join(target.path, `stdin.${EXTENSIONS[options.encode.format]}`)
           : path.join(target.path, input.subdirectory, outputName(input.path, options, false));
       return { label, input, output };
     }
@@ -241,7 +272,7 @@ interface Plan {
   jobs: Job[];
   /** Inputs that named nothing, reported as failures. */
   problems: InputProblem[];
-  options: EncodeOptions;
+  options: CliOptions;
   config: Config;
   force: boolean;
   quiet: boolean;
@@ -256,8 +287,8 @@ async function plan(values: Values, positionals: string[]): Promise<Plan> {
   const extensionFormat = target.kind === 'file' ? FORMAT_BY_EXTENSION[path.extname(target.path).toLowerCase()] : undefined;
   if (extensionFormat && parameters.format === undefined) parameters.format = extensionFormat;
   const options = parseOptions(parameters);
-  if (extensionFormat && extensionFormat !== options.format) {
-    throw new UsageError(`-o ${values.output} does not match --format ${options.format}`);
+  if (extensionFormat && extensionFormat !== options.encode.format) {
+    throw new UsageError(`-o ${values.output} does not match --format ${options.encode.format}`);
   }
   if (target.kind === 'stdout' && process.stdout.isTTY) {
     throw new UsageError('the output would go to the terminal: give -o FILE, or redirect standard output');
@@ -309,7 +340,7 @@ async function execute({ jobs, problems, options, config, force, quiet }: Plan):
       try {
         const bytes = job.input === STDIO ? await readStdin() : await fs.readFile(job.input.path);
         if (bytes.length === 0) throw new Error(`${job.input === STDIO ? 'standard input' : 'the file'} is empty`);
-        const result = await removeBackground(bytes, options, { holder, maxInputPixels: config.maxInputPixels });
+        const result = await removeBackground({ image: bytes, backgroundImage: null, options }, { holder, maxInputPixels: config.maxInputPixels });
         await writeOutput(job.output, result.image.body, force);
         reporter.succeeded(job.label, job.output === STDIO ? 'stdout' : job.output, performance.now() - started);
       } catch (error) {
