@@ -145,20 +145,30 @@ function emptyLayer(width: number, height: number): Layer {
   return { width, height, rgb: Buffer.alloc(width * height * 3), alpha: Buffer.alloc(width * height) };
 }
 
-/** Resizes the subject with premultiplied alpha, so no background colour bleeds into its edge. */
+/**
+ * Resizes the subject with premultiplied alpha (sharp premultiplies RGBA), so
+ * no background colour bleeds into its edge.
+ */
 async function resizeSubject(source: Layer, box: Box, width: number, height: number): Promise<Layer> {
-  const { data } = await sharp(source.rgb, { raw: { width: source.width, height: source.height, channels: 3 } })
-    .joinChannel(source.alpha, { raw: { width: source.width, height: source.height, channels: 1 } })
-    .extract({ left: box.left, top: box.top, width: box.width, height: box.height })
+  const region = Buffer.allocUnsafe(box.width * box.height * 4);
+  for (let y = 0, target = 0; y < box.height; y += 1) {
+    for (let x = 0, pixel = (box.top + y) * source.width + box.left; x < box.width; x += 1, pixel += 1, target += 4) {
+      region[target] = source.rgb[pixel * 3]!;
+      region[target + 1] = source.rgb[pixel * 3 + 1]!;
+      region[target + 2] = source.rgb[pixel * 3 + 2]!;
+      region[target + 3] = source.alpha[pixel]!;
+    }
+  }
+  const resized = await sharp(region, { raw: { width: box.width, height: box.height, channels: 4 } })
     .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
     .raw()
-    .toBuffer({ resolveWithObject: true });
+    .toBuffer();
   const layer = emptyLayer(width, height);
   for (let pixel = 0, index = 0; pixel < width * height; pixel += 1, index += 4) {
-    layer.rgb[pixel * 3] = data[index]!;
-    layer.rgb[pixel * 3 + 1] = data[index + 1]!;
-    layer.rgb[pixel * 3 + 2] = data[index + 2]!;
-    layer.alpha[pixel] = data[index + 3]!;
+    layer.rgb[pixel * 3] = resized[index]!;
+    layer.rgb[pixel * 3 + 1] = resized[index + 1]!;
+    layer.rgb[pixel * 3 + 2] = resized[index + 2]!;
+    layer.alpha[pixel] = resized[index + 3]!;
   }
   return layer;
 }
