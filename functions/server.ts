@@ -14,6 +14,7 @@ import { sendError } from './http';
 import { PROJECT_ROOT } from './model/registry';
 
 const DEMO_DIR = path.join(PROJECT_ROOT, 'functions', 'demo');
+export const OPENAPI_PATH = path.join(PROJECT_ROOT, 'functions', 'openapi.json');
 
 const ROUTES: Record<string, keyof Detourage['handlers']> = {
   '/': 'health',
@@ -38,6 +39,7 @@ export function createApp(detourage: Detourage): express.Express {
   for (const [route, name] of Object.entries(ROUTES)) {
     app.all(route, (request, response) => detourage.handlers[name](request, response));
   }
+  app.get('/openapi.json', (_request, response) => response.type('application/json').sendFile(OPENAPI_PATH));
   app.get('/demo', (_request, response) => response.sendFile(path.join(DEMO_DIR, 'index.html')));
   app.use('/demo', express.static(DEMO_DIR, { index: false, redirect: false }));
   app.use((request: Request, response: Response) => {

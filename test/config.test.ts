@@ -29,6 +29,8 @@ test('every variable is read', () => {
     MAX_CONCURRENT_INFERENCES: '2',
     MAX_QUEUE: '0',
     REQUEST_TIMEOUT_MS: '30000',
+    URL_FETCH_TIMEOUT_MS: '2500',
+    DETOURAGE_TEST_ALLOW_LOOPBACK_URLS: '1',
     LOG_LEVEL: 'WARNING',
     GOOGLE_CLOUD_PROJECT: 'my-project',
   });
@@ -44,6 +46,8 @@ test('every variable is read', () => {
       maxConcurrentInferences: 2,
       maxQueue: 0,
       requestTimeoutMs: 30000,
+      urlFetchTimeoutMs: 2500,
+      allowLoopbackUrlsForTests: true,
       logLevel: 'warning',
       project: 'my-project',
     },
@@ -82,4 +86,12 @@ test('the functions framework refuses to load the functions on an invalid value'
   );
   assert.notEqual(result.status, 0);
   assert.match(result.stderr + result.stdout, /MAX_INPUT_PIXELS must be a positive integer, got "lots"/);
+});
+
+test('the test-only loopback allowance is refused on Cloud Run', () => {
+  assert.throws(
+    () => loadConfig({ DETOURAGE_TEST_ALLOW_LOOPBACK_URLS: '1', K_SERVICE: 'removebackground' }),
+    /DETOURAGE_TEST_ALLOW_LOOPBACK_URLS is for tests only and is refused on Cloud Run/,
+  );
+  assert.equal(loadConfig({ K_SERVICE: 'removebackground' }).allowLoopbackUrlsForTests, false);
 });

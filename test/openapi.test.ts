@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { loadConfig } from '../functions/config';
+import { STATUS_BY_CODE } from '../functions/errors';
+import { PROJECT_ROOT } from '../functions/model/registry';
+import { KNOWN_PARAMETERS } from '../functions/request/options';
+import { OPENAPI_PATH } from '../functions/server';
+import { type RunningServer, startLocalServer } from './support/servers';
+
+interface Schema {
+  properties?: Record<string, unknown>;
+  enum?: string[];
+}
+interface OpenApi {
+  openapi: string;
+  paths: Record<string, Record<string, { parameters?: { name: string }[]; requestBody?: { content: Record<string, { schema: Schema }> } }>>;
+  components: { schemas: Record<string, { properties: { error: { properties: { code: Schema } } } }> };
+}
+
+const documented = JSON.parse(readFileSync(OPENAPI_PATH, 'utf8')) as OpenApi;
+let server: RunningServer;
+
+before(async () => {
+  server = await startLocalServer(loadConfig({ ...process.env, PORT: '0' }));
+});
+after(() => server.close());
+
+test('the local server serves the repository\'s OpenAPI 3.1 document', async () => {
+  const response = await fetch(`${server.url}/openapi.json`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+  assert.deepEqual(await response.json(), documented);
+  assert.equal(documented.openapi, '3.1.0');
+});
+
+test('it documents exactly the parameters the service accepts', () => {
+  const removal = documented.paths['/remove-background']!.post!;
+  const inQuery = removal.parameters!.map((parameter) => parameter.name);
+  const inMultipart = Object.keys(removal.requestBody!.content['multipart/form-data']!.schema.properties!);
+  assert.deepEqual(new Set(inMultipart), KNOWN_PARAMETERS);
+  for (const name of inQuery) assert.ok(KNOWN_PARAMETERS.has(name), name);
+});
+
+test('it lists every error code', () => {
+  const codes = documented.components.schemas.Error!.properties.error.properties.code.enum!;
+  assert.deepEqual(new Set(codes), new Set(Object.keys(STATUS_BY_CODE)));
+});
+
+test('the README documents every parameter and error code', () => {
+  const readme = readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+  for (const name of KNOWN_PARAMETERS) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), `parameter ${name}`);
+  for (const code of Object.keys(STATUS_BY_CODE)) assert.match(readme, new RegExp(`\`${code}\``), `error code ${code}`);
+});
