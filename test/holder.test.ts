@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../functions/config';
 import { ModelHolder } from '../functions/model/holder';
-import { DEFAULT_MODELS_DIR, findModel, modelFilePath } from '../functions/model/registry';
+import { DEFAULT_MODELS_DIR, findModel, modelFilePath, registry } from '../functions/model/registry';
 import type { LoadedModel } from '../functions/model/session';
 import { fixture } from './support/images';
 import { type ErrorBody, postImage } from './support/http';
@@ -14,7 +14,7 @@ import { type RunningServer, startFunction, startLocalServer } from './support/s
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (reason) => unhandled.push(reason));
 
-const entry = findModel('isnet-fp16')!;
+const entry = findModel(registry.default)!;
 
 test('unit: concurrent first calls share one load; a failure is forgotten, not cached', async () => {
   let calls = 0;
