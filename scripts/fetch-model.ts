@@ -330,7 +330,8 @@ export async function fetchModels(entries: readonly ModelEntry[], options: Fetch
 const USAGE = `Usage: node dist/scripts/fetch-model.js [--models-dir DIR] [MODEL...]
 
 Downloads (or derives) and verifies model weights. Without MODEL it fetches
-the configured model (MODEL env, else the registry default). Known models:
+the configured models: ALLOWED_MODELS, which is by default just MODEL (else
+the registry default). Known models:
   ${modelNames().join(', ')}`;
 
 async function main(argv: string[]): Promise<number> {
@@ -352,7 +353,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = loadConfig();
   const entries: ModelEntry[] = [];
-  for (const name of names.length > 0 ? names : [config.model]) {
+  for (const name of names.length > 0 ? names : config.allowedModels) {
     const entry = findRegistryModel(name);
     if (!entry) {
       console.error(`fetch-model: unknown model ${JSON.stringify(name)}\n\n${USAGE}`);
