@@ -166,7 +166,7 @@ check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 # glibc reads MALLOC_ARENA_MAX when the process starts, so it has to be in the
 # runtime environment; the code cannot set it. Two malloc arenas instead of one
 # per allocating thread (main, inference worker, libvips) lower the peak RSS
-# with several removals in flight by about 70-100 MiB (bench/NOTES.md).
+# with several removals in flight by about 50-80 MiB (bench/NOTES.md).
 env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000)),MALLOC_ARENA_MAX=2"
 [[ -z $max_upload_bytes ]] || env_vars+=",MAX_UPLOAD_BYTES=$max_upload_bytes"
 [[ -z $max_input_pixels ]] || env_vars+=",MAX_INPUT_PIXELS=$max_input_pixels"
