@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import type { InferenceSession } from 'onnxruntime-node';
 import type { Sharp } from 'sharp';
 import { loadConfig } from '../functions/config';
-import { findModel, type ModelEntry, PROJECT_ROOT } from '../functions/model/registry';
+import { DEFAULT_MODELS_DIR, findModel, type ModelEntry, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
 import { decodeImage } from '../functions/pipeline/decode';
 import { encode } from '../functions/pipeline/encode';
 import { normaliseToBytes, postprocess } from '../functions/pipeline/postprocess';
@@ -23,7 +23,6 @@ import { sharp } from '../functions/pipeline/sharp';
 import type { DecodedImage, ModelInput } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
 import { memory } from './bench';
-import { FP32_MODEL_FILE, FP32_MODELS_DIR, linkForServer, writeFp32Model } from './convert-fp32';
 import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
 import { type BenchImage, benchImages, FIXTURE_NAMES } from './images';
 import type { ProbeRequest, ProbeResult } from './session-probe';
@@ -39,11 +38,11 @@ const quick = process.argv.includes('--quick');
 const settingsFor = (model: string) => loadConfig({ ...process.env, MODEL: model });
 const entryOf = (model: string): ModelEntry => findModel(model)!;
 
-/** The fp32 rewrite of isnet-fp16 (made on first need), also linked where the server can serve it. */
+/** The fp32 rewrite of isnet-fp16 is the registry's isnet-fp32, made by the fetcher. */
 function fp32ModelFile(): string {
-  if (existsSync(FP32_MODEL_FILE)) linkForServer(FP32_MODEL_FILE);
-  else writeFp32Model();
-  return FP32_MODEL_FILE;
+  const file = modelFilePath(DEFAULT_MODELS_DIR, entryOf('isnet-fp32'));
+  if (!existsSync(file)) throw new Error(`${file} is missing: npm run models:fetch -- isnet-fp32`);
+  return file;
 }
 
 async function probe(request: ProbeRequest, env: Record<string, string> = {}): Promise<ProbeResult> {
@@ -586,8 +585,7 @@ async function mallocLever(images: readonly BenchImage[]): Promise<unknown> {
       // MALLOC_ARENA_MAX also lifts sharp's glibc default of 1 thread, so the thread count is always set explicitly.
       const env: Record<string, string> = { BENCH_SHARP_CONCURRENCY: sharpThreads };
       if (arenas !== 'default') env.MALLOC_ARENA_MAX = arenas;
-      if (weights === 'fp32') env.MODELS_DIR = FP32_MODELS_DIR;
-      const result = await memory('isnet-fp16', image, quick ? 1 : 3, env, ['-r', path.join(__dirname, 'sharp-concurrency.js')]);
+      const result = await memory(weights === 'fp32' ? 'isnet-fp32' : 'isnet-fp16', image, quick ? 1 : 3, env, ['-r', path.join(__dirname, 'sharp-concurrency.js')]);
       rows.push({ weights, mallocArenaMax: arenas, sharpThreads, ...result });
     }
   }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from './config';
 import { healthHandler } from './handlers/health';
+import { modelsHandler } from './handlers/models';
 import { removeBackgroundHandler } from './handlers/removeBackground';
 import { warmupHandler } from './handlers/warmup';
 import { type HttpHandler, withRequestLog } from './http';
@@ -15,7 +16,8 @@ export interface Detourage {
   holder: ModelHolder;
   admission: Gate;
   logger: Logger;
-  handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler };
+  /** `models` is served by the local server only; the deployed functions are the other three. */
+  handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler; models: HttpHandler };
 }
 
 export function packageVersion(): string {
@@ -23,7 +25,7 @@ export function packageVersion(): string {
   return manifest.version;
 }
 
-/** Wires the three handlers to one shared model holder. */
+/** Wires the handlers to one shared model holder. */
 export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger): Detourage {
   const log = logger ?? new Logger({ level: config.logLevel, pretty: process.stderr.isTTY === true });
   const holder = new ModelHolder(config, loader, log);
@@ -39,6 +41,7 @@ export function createDetourage(config: Config, loader?: ModelLoader, logger?: L
       health: withRequestLog(log, config.project, healthHandler(deps)),
       warmup: withRequestLog(log, config.project, warmupHandler(deps)),
       removeBackground: withRequestLog(log, config.project, removeBackgroundHandler(deps)),
+      models: withRequestLog(log, config.project, modelsHandler(deps)),
     },
   };
 }

@@ -4,8 +4,12 @@ import { LOG_LEVELS, type LogLevel } from './log';
 import { DEFAULT_MODELS_DIR, findModel, modelNames, registry } from './model/registry';
 
 export interface Config {
-  /** Registry name of the model that serves requests. */
+  /** Registry name of the model that serves requests that name none. */
   model: string;
+  /** Registry names a request may ask for; always includes `model`. */
+  allowedModels: readonly string[];
+  /** Models kept loaded at once; the least recently used is unloaded past this. */
+  maxLoadedModels: number;
   modelsDir: string;
   maxUploadBytes: number;
   maxInputPixels: number;
@@ -87,6 +91,17 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`MODEL ${JSON.stringify(model)} is not in the registry (known: ${modelNames().join(', ')})`);
   }
 
+  // `*` for every registry model; names are checked here so that a typo stops start-up, not a request.
+  const allowedRaw = env.ALLOWED_MODELS?.trim() || model;
+  const allowedModels =
+    allowedRaw === '*' ? modelNames() : [...new Set(allowedRaw.split(',').map((name) => name.trim()).filter((name) => name !== ''))];
+  const unknownAllowed = allowedModels.filter((name) => !findModel(name));
+  if (unknownAllowed.length > 0) {
+    problems.push(`ALLOWED_MODELS names models not in the registry: ${unknownAllowed.join(', ')} (known: ${modelNames().join(', ')}, or * for all)`);
+  } else if (!allowedModels.includes(model)) {
+    problems.push(`ALLOWED_MODELS (${allowedModels.join(', ')}) must include MODEL ${model}`);
+  }
+
   const logLevel = (env.LOG_LEVEL?.trim().toLowerCase() || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(env.LOG_LEVEL)}`);
 
@@ -95,6 +110,9 @@ export function loadConfig(env: Env = process.env): Config {
 
   const config: Config = {
     model,
+    allowedModels: Object.freeze(allowedModels),
+    // Each loaded IS-Net holds about 0.3-0.5 GB resident, so one by default: a 2 GiB instance has room for one.
+    maxLoadedModels: integerSetting(env, 'MAX_LOADED_MODELS', 1, problems, 16),
     modelsDir,
     maxUploadBytes: integerSetting(env, 'MAX_UPLOAD_BYTES', 20 * MIB, problems, PLATFORM_REQUEST_LIMIT),
     maxInputPixels: integerSetting(env, 'MAX_INPUT_PIXELS', 40_000_000, problems, 268_402_689),

@@ -21,6 +21,7 @@ const ROUTES: Record<string, keyof Detourage['handlers']> = {
   '/health': 'health',
   '/warmup': 'warmup',
   '/remove-background': 'removeBackground',
+  '/models': 'models',
 };
 
 export function createApp(detourage: Detourage): express.Express {

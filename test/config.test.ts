@@ -3,11 +3,13 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../functions/config';
-import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/model/registry';
+import { DEFAULT_MODELS_DIR, modelNames, PROJECT_ROOT, registry } from '../functions/model/registry';
 
 test('defaults', () => {
   const config = loadConfig({});
-  assert.equal(config.model, 'isnet-fp16');
+  assert.equal(config.model, registry.default);
+  assert.deepEqual(config.allowedModels, [registry.default]);
+  assert.equal(config.maxLoadedModels, 1);
   assert.equal(config.modelsDir, DEFAULT_MODELS_DIR);
   assert.equal(config.maxUploadBytes, 20 * 1024 * 1024);
   assert.equal(config.maxInputPixels, 40_000_000);
@@ -21,6 +23,8 @@ test('defaults', () => {
 test('every variable is read', () => {
   const config = loadConfig({
     MODEL: 'isnet-uint8',
+    ALLOWED_MODELS: ' isnet-fp16, isnet-uint8 ,isnet-fp16',
+    MAX_LOADED_MODELS: '2',
     MODELS_DIR: '/srv/models',
     MAX_UPLOAD_BYTES: '1000',
     MAX_INPUT_PIXELS: '2000',
@@ -38,6 +42,8 @@ test('every variable is read', () => {
     { ...config },
     {
       model: 'isnet-uint8',
+      allowedModels: ['isnet-fp16', 'isnet-uint8'],
+      maxLoadedModels: 2,
       modelsDir: '/srv/models',
       maxUploadBytes: 1000,
       maxInputPixels: 2000,
@@ -66,6 +72,14 @@ test('invalid values are all named in one clear error', () => {
     },
   );
   assert.throws(() => loadConfig({ MAX_UPLOAD_BYTES: '64000000' }), /MAX_UPLOAD_BYTES must be between 1 and 32000000/);
+});
+
+test('ALLOWED_MODELS defaults to MODEL, * means the whole registry, and it must name registry models including MODEL', () => {
+  assert.deepEqual(loadConfig({ MODEL: 'isnet-uint8' }).allowedModels, ['isnet-uint8']);
+  assert.deepEqual(loadConfig({ ALLOWED_MODELS: '*' }).allowedModels, modelNames());
+  assert.throws(() => loadConfig({ ALLOWED_MODELS: 'isnet-uint8,u3net,../x' }), /ALLOWED_MODELS names models not in the registry: u3net, \.\.\/x/);
+  assert.throws(() => loadConfig({ MODEL: 'isnet-fp16', ALLOWED_MODELS: 'isnet-uint8' }), /ALLOWED_MODELS \(isnet-uint8\) must include MODEL isnet-fp16/);
+  assert.throws(() => loadConfig({ MAX_LOADED_MODELS: '0' }), /MAX_LOADED_MODELS must be between 1 and 16, got 0/);
 });
 
 test('the local server refuses to start on an invalid value, with the message', () => {

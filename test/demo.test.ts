@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { loadConfig } from '../functions/config';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT, registry } from '../functions/model/registry';
 import { type ErrorBody, postForm } from './support/http';
 import { type RunningServer, startLocalServer } from './support/servers';
 
@@ -136,5 +136,31 @@ test('demo page: the options and a model from GET /models are sent as the API pa
   await page.waitForSelector('body[data-state="error"]', { timeout: RESULT_TIMEOUT_MS });
   assert.deepEqual(sent, { format: 'webp', bg_color: 'ff0000', crop: 'true', model: 'isnet-uint8' });
   assert.equal((await page.getByRole('alert').textContent())?.trim(), 'Stubbed answer.');
+  assert.deepEqual(pageErrors, []);
+});
+
+test('demo page: only the allowed models are offered, and none with a single allowed model', { skip: SKIP }, async () => {
+  // The real GET /models of a server with the default configuration: one allowed model, so no picker.
+  const { page, pageErrors } = await openDemo();
+  await page.waitForFunction("document.getElementById('model-current').textContent !== ''");
+  assert.equal(await page.textContent('#model-current'), ` (${registry.default})`);
+  assert.equal(await page.isVisible('#model-field'), false);
+
+  await page.route('**/models', (route) =>
+    route.fulfill({
+      json: {
+        default: 'isnet-fp32',
+        models: [
+          { name: 'isnet-fp32', allowed: true, downloaded: true, loaded: true },
+          { name: 'isnet-fp16', allowed: false, downloaded: true, loaded: false },
+          { name: 'isnet-uint8', allowed: true, downloaded: false, loaded: false },
+        ],
+      },
+    }),
+  );
+  await page.reload();
+  await page.waitForSelector('#model-field:not([hidden])');
+  assert.deepEqual(await page.locator('#model option').allTextContents(), ['isnet-fp32 (loaded)', 'isnet-uint8 (not downloaded)']);
+  assert.equal(await page.inputValue('#model'), 'isnet-fp32');
   assert.deepEqual(pageErrors, []);
 });

@@ -108,8 +108,8 @@ describe('deploy.sh', () => {
     ];
     const env = [
       '--timeout=60s',
-      '--set-env-vars=MODEL=isnet-fp16,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000',
-      '--set-build-env-vars=MODEL=isnet-fp16,ONNXRUNTIME_NODE_INSTALL=skip',
+      '--set-env-vars=MODEL=isnet-fp32,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000,MALLOC_ARENA_MAX=2',
+      '--set-build-env-vars=MODEL=isnet-fp32,ONNXRUNTIME_NODE_INSTALL=skip',
     ];
     assert.deepEqual(run.calls, [
       [
@@ -164,6 +164,7 @@ describe('deploy.sh', () => {
         MODEL: 'isnet-uint8',
         INFER_THREADS: '4',
         REQUEST_TIMEOUT_MS: '115000',
+        MALLOC_ARENA_MAX: '2',
         MAX_UPLOAD_BYTES: '10485760',
         MAX_INPUT_PIXELS: '25000000',
       });
@@ -218,7 +219,7 @@ describe('deploy.sh', () => {
   test('memory below the measured need deploys, with a warning', () => {
     const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--memory=1Gi']);
     assertSucceeded(run);
-    assert.match(run.stderr, /warning: 1Gi is below the 2Gi measured to hold isnet-fp16/);
+    assert.match(run.stderr, /warning: 1Gi is below the 2Gi measured to hold isnet-fp32/);
   });
 
   test('a failed deploy stops there', () => {
@@ -294,7 +295,7 @@ describe('deploy.sh', () => {
     { name: 'more memory than 1 CPU allows', args: ['--cpu=1', '--memory=8Gi'], message: /more memory than 1 CPU allows \(at most 4Gi\)/ },
     { name: 'too little memory for 4 CPUs', args: ['--cpu=4', '--memory=1Gi'], message: /4 CPUs need at least 2Gi/ },
     { name: 'a timeout under 10 s', args: ['--timeout=5'], message: /timeout \(seconds\) must be between 10 and 3600/ },
-    { name: 'an unknown model', args: ['--model=nope'], message: /unknown model 'nope' \(models\/registry.json has: isnet-fp16 isnet-uint8/ },
+    { name: 'an unknown model', args: ['--model=nope'], message: /unknown model 'nope' \(models\/registry.json has: isnet-fp32 isnet-fp16 isnet-uint8/ },
     { name: 'an unmeasured model without --memory', args: ['--model=u2net'], message: /no measured memory for model u2net: pass --memory/ },
     { name: 'ALLOW_UNAUTHENTICATED=maybe', args: [], env: { ALLOW_UNAUTHENTICATED: 'maybe' }, message: /ALLOW_UNAUTHENTICATED must be true or false/ },
     { name: 'MAX_UPLOAD_BYTES=20MB', args: [], env: { MAX_UPLOAD_BYTES: '20MB' }, message: /MAX_UPLOAD_BYTES must be a whole number/ },

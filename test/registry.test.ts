@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { findModel, modelFilePath, modelNames, parseRegistry, registry } from '../functions/model/registry';
+import { findModel, type ModelEntry, modelFilePath, modelNames, parseRegistry, registry } from '../functions/model/registry';
 
 test('the registry ships the npm IS-Net models and the rembg URL models', () => {
   assert.deepEqual(modelNames(), [
+    'isnet-fp32',
     'isnet-fp16',
     'isnet-uint8',
     'u2net',
@@ -16,7 +17,16 @@ test('the registry ships the npm IS-Net models and the rembg URL models', () => 
     'birefnet-general-lite',
     'birefnet-portrait',
   ]);
-  assert.equal(registry.default, 'isnet-fp16');
+  assert.equal(registry.default, 'isnet-fp32');
+});
+
+test('the default is derived from isnet-fp16 at fetch time, with its own checksum', () => {
+  const fp32 = findModel('isnet-fp32')!;
+  assert.deepEqual(fp32.sources, [{ kind: 'derived', from: 'isnet-fp16', transform: 'fp16-to-fp32' }]);
+  assert.deepEqual(fp32.checksum, { algorithm: 'sha256', hex: 'c97dd49ba9c78fb9aa065a1fd4d51c304a185c5dc0d0cf44336fc1ab9db09125' });
+  assert.equal(fp32.bytes, 176_224_319);
+  const network = (entry: ModelEntry) => [entry.inputSize, entry.mean, entry.std, entry.postprocess, entry.input, entry.output, entry.license];
+  assert.deepEqual(network(fp32), network(findModel('isnet-fp16')!), 'the same network: the same input, normalisation and output');
 });
 
 test('entries carry checksum, sizes, normalisation and postprocessing as data', () => {
@@ -50,4 +60,11 @@ test('a malformed registry is refused with the reason', () => {
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[2]!.checksum = { algorithm: 'md5', hex: 'abc' }))), /bad checksum/);
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[1]!.std = [1, 0, 1]))), /bad mean\/std/);
   assert.throws(() => parseRegistry(broken((copy) => copy.models.push(copy.models[0]!))), /duplicate model/);
+  assert.throws(() => parseRegistry(broken((copy) => (copy.models[3]!.sources = [{ kind: 'ftp', url: 'x' }]))), /u2net: bad source/);
+  assert.throws(() => parseRegistry(broken((copy) => (copy.models[0]!.sources = [{ kind: 'derived', from: 'isnet-fp16', transform: 'magic' }]))), /isnet-fp32: bad source/);
+  assert.throws(() => parseRegistry(broken((copy) => (copy.models[0]!.sources = [{ kind: 'derived', from: 'nope', transform: 'fp16-to-fp32' }]))), /derived from nope, which is not a model/);
+  assert.throws(
+    () => parseRegistry(broken((copy) => (copy.models[1]!.sources = [{ kind: 'derived', from: 'isnet-fp32', transform: 'fp16-to-fp32' }]))),
+    /isnet-fp32: derived from isnet-fp16, which is itself derived/,
+  );
 });

@@ -1,8 +1,8 @@
 import type { Config } from '../config';
-import { ApiError } from '../errors';
 import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse, sendJson, withRequestDeadline } from '../http';
 import type { Gate } from '../model/gate';
 import type { ModelHolder } from '../model/holder';
+import { resolveModel } from '../model/selection';
 import type { RemovalResult, StageTimings } from '../pipeline/run';
 import { checkParameterNames, parseRemovalOptions, stringParameters } from '../request/options';
 import { readRequestImages } from '../request/sources';
@@ -80,10 +80,8 @@ async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, respon
   // The body's parameters win over the query string's.
   const parameters = { ...stringParameters(request.query), ...body.fields };
   checkParameterNames([...Object.keys(parameters), ...Object.keys(body.files)]);
-  const options = parseRemovalOptions(parameters);
-  if (options.model !== undefined && options.model !== deps.holder.entry.name) {
-    throw new ApiError('invalid_parameter', `Unknown or disallowed model ${JSON.stringify(options.model)}; this deployment serves ${deps.holder.entry.name}.`);
-  }
+  const requested = parseRemovalOptions(parameters);
+  const options = { ...requested, model: resolveModel(config, requested.model).name };
   const { removeBackground } = await import('../pipeline/run');
   const result = await withRequestDeadline(response, config.requestTimeoutMs, (signal) =>
     // The slot is held until the pipeline has really stopped, even after a 504 went out.

@@ -17,7 +17,22 @@ export interface UrlSource {
   url: string;
 }
 
-export type ModelSource = NpmTarballSource | UrlSource;
+/** How a derived model's weights are made from its base's; see scripts/convert-fp32.ts. */
+export type ModelTransform = 'fp16-to-fp32';
+export const MODEL_TRANSFORMS: readonly ModelTransform[] = ['fp16-to-fp32'];
+
+/**
+ * Weights computed at fetch time from another registry model's verified
+ * weights, then checked against this entry's own checksum like a download.
+ */
+export interface DerivedSource {
+  kind: 'derived';
+  /** The base model; it must itself be downloadable, so derivations never chain or loop. */
+  from: string;
+  transform: ModelTransform;
+}
+
+export type ModelSource = NpmTarballSource | UrlSource | DerivedSource;
 
 export interface Checksum {
   algorithm: 'sha256' | 'md5';
@@ -62,11 +77,26 @@ function isRgb(value: unknown): value is Rgb {
   return Array.isArray(value) && value.length === 3 && value.every((n) => typeof n === 'number' && Number.isFinite(n));
 }
 
+function checkSource(name: string, source: Partial<ModelSource>): asserts source is ModelSource {
+  const fields = source as Record<string, unknown>;
+  const strings = (...keys: string[]): boolean => keys.every((key) => typeof fields[key] === 'string' && fields[key] !== '');
+  const ok =
+    source.kind === 'url'
+      ? strings('url')
+      : source.kind === 'npm-tarball'
+        ? strings('package', 'version', 'integrity', 'resource')
+        : source.kind === 'derived'
+          ? strings('from') && MODEL_TRANSFORMS.includes(source.transform as ModelTransform)
+          : false;
+  if (!ok) fail(`${name}: bad source ${JSON.stringify(source)}`);
+}
+
 /** The JSON is data anyone may edit, so its shape is checked rather than cast. */
 export function parseRegistry(json: unknown): Registry {
   const root = json as { default?: unknown; models?: unknown };
   if (typeof root.default !== 'string' || !Array.isArray(root.models)) fail('expected {default, models[]}');
   const names = new Set<string>();
+  const derived: { name: string; from: string }[] = [];
   for (const raw of root.models as Partial<ModelEntry>[]) {
     const name = raw.name;
     if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(name)) fail(`bad model name ${String(name)}`);
@@ -75,11 +105,20 @@ export function parseRegistry(json: unknown): Registry {
     const digestLength = { sha256: 64, md5: 32 }[raw.checksum?.algorithm ?? 'sha256'];
     if (!raw.checksum || !new RegExp(`^[0-9a-f]{${digestLength}}$`).test(raw.checksum.hex)) fail(`${name}: bad checksum`);
     if (!Array.isArray(raw.sources) || raw.sources.length === 0) fail(`${name}: no sources`);
+    for (const source of raw.sources as Partial<ModelSource>[]) {
+      checkSource(name, source);
+      if (source.kind === 'derived') derived.push({ name, from: source.from });
+    }
     if (!isRgb(raw.mean) || !isRgb(raw.std) || raw.std.some((n) => n === 0)) fail(`${name}: bad mean/std`);
     if (!Number.isInteger(raw.inputSize) || (raw.inputSize ?? 0) < 1) fail(`${name}: bad inputSize`);
     if (raw.postprocess !== 'minmax' && raw.postprocess !== 'sigmoid-minmax') fail(`${name}: bad postprocess`);
   }
   if (!names.has(root.default)) fail(`default ${root.default} is not a model`);
+  const derivedNames = new Set(derived.map((source) => source.name));
+  for (const { name, from } of derived) {
+    if (!names.has(from)) fail(`${name}: derived from ${from}, which is not a model`);
+    if (derivedNames.has(from)) fail(`${name}: derived from ${from}, which is itself derived`);
+  }
   return json as Registry;
 }
 

@@ -6,6 +6,7 @@ import { modelUnavailable } from '../errors';
 import type { ModelInput, ModelOutput } from '../pipeline/types';
 import type { RunRequest, WorkerMessage, WorkerStartup } from './protocol';
 import { type ModelEntry, modelFilePath } from './registry';
+import { weightsMissing } from './selection';
 
 export interface LoadedModel {
   entry: ModelEntry;
@@ -114,16 +115,13 @@ export async function loadModel(entry: ModelEntry, settings: SessionSettings): P
   try {
     await fs.access(file);
   } catch (error) {
-    throw modelUnavailable(
-      `The weights of model ${entry.name} are missing (${entry.name}.onnx in the models directory); fetch them with "npm run models:fetch -- ${entry.name}".`,
-      error,
-    );
+    throw weightsMissing(entry, error);
   }
   const { worker, failure } = await startWorker({ file, options: sessionOptions(settings), input: entry.input, output: entry.output });
   if (failure !== null) {
     await worker.terminate();
     throw modelUnavailable(
-      `The weights of model ${entry.name} could not be loaded: the file is corrupt or incomplete; fetch them again with "npm run models:fetch -- ${entry.name}".`,
+      `The weights of model ${entry.name} could not be loaded: the file is corrupt or incomplete. Fetch them again with: npx detourage models fetch ${entry.name}`,
       new Error(failure),
     );
   }

@@ -69,7 +69,7 @@ export async function removeBackground(job: RemovalJob, context: RemovalContext)
   // Covering the output never needs more pixels than the image has.
   const backgroundLimits = { maxInputPixels, maxOutputPixels: image.width * image.height };
   const background = job.backgroundImage ? await clock.time('decode', () => decodeImage(job.backgroundImage!, backgroundLimits)) : null;
-  const model = await clock.time('load', () => holder.get());
+  const model = await clock.time('load', () => holder.get(options.model));
   const input = await clock.time('preprocess', () => preprocess(image, model.entry));
   const queuedAt = performance.now();
   const output = await holder.runInference(() => {

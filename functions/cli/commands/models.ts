@@ -11,9 +11,11 @@ const USAGE = `Usage: detourage models list [--json]
   list    the models of the registry (models/registry.json): name, input
           size, file size, where it comes from, and whether its weights are
           in the models directory (MODELS_DIR) and pass their checksum
-  fetch   download the weights of NAME (default: the configured MODEL, else
-          the registry's default), verify the checksum, and put them in the
-          models directory; weights already there and verified are kept
+  fetch   download the weights of NAME (default: the configured models,
+          ALLOWED_MODELS, which is by default just MODEL, else the
+          registry's default), or make them from their base model (derived
+          models such as isnet-fp32), verify the checksum, and put them in
+          the models directory; weights already there and verified are kept
 
 Options:
   --json        list: print JSON instead of a table
@@ -91,7 +93,7 @@ async function fetch(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const config = loadConfigWith({});
-  const entries = (positionals.length > 0 ? positionals : [config.model]).map((name) => {
+  const entries = (positionals.length > 0 ? positionals : config.allowedModels).map((name) => {
     const entry = findModel(name);
     if (!entry) throw new UsageError(`unknown model ${JSON.stringify(name)} (known: ${modelNames().join(', ')})`);
     return entry;

@@ -346,7 +346,7 @@ async function execute({ jobs, problems, options, config, force, quiet }: Plan):
       } catch (error) {
         // Without the model no other input can succeed either.
         if (error instanceof ApiError && error.code === 'model_unavailable') {
-          throw new Error(`${error.message} With the CLI: detourage models fetch ${config.model}`, { cause: error });
+          throw new Error(error.message, { cause: error });
         }
         const code = (error as { code?: unknown }).code;
         reporter.failed(job.label, code === 'EEXIST' ? outputExists(job.output) : describe(error));

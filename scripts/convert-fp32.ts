@@ -1,19 +1,18 @@
 /**
- * Rewrites the fp16 IS-Net as fp32, to measure precision as a lever.
+ * The `fp16-to-fp32` transform of the registry: rewrites an fp16 ONNX model as
+ * fp32. The fetcher runs it (scripts/fetch-model.ts), also in `gcp-build`, so
+ * onnx-proto is a production dependency.
  *
- *   node dist/bench/convert-fp32.js [source.onnx] [target.onnx]
- *
- * Defaults: models/isnet-fp16.onnx → models/isnet-fp16.fp32.onnx (gitignored
- * like every models/*.onnx). The fp16 file was made with its inputs and outputs
- * kept fp32 and Casts at the edges; onnxruntime's x86 CPU provider has few fp16
- * kernels, so it computes most of the graph in fp32 anyway, behind extra Casts.
- * Widening every fp16 tensor (weights, constants, declared types) and
- * retargeting Casts to fp32 turns those Casts into no-ops the optimiser drops.
+ * The fp16 IS-Net was made with its inputs and outputs kept fp32 and Casts at
+ * the edges; onnxruntime's x86 CPU provider has few fp16 kernels, so it
+ * computes most of the graph in fp32 anyway, behind extra Casts and fp16
+ * copies of the activations. Widening every fp16 tensor (weights, constants,
+ * declared types) and retargeting Casts to fp32 turns those Casts into no-ops
+ * the optimiser drops: the same masks, less time and less peak memory
+ * (bench/NOTES.md). The output is deterministic for a given onnx-proto and
+ * protobufjs, which is what lets the registry pin its checksum.
  */
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/model/registry';
 
 const FLOAT: number = onnx.TensorProto.DataType.FLOAT;
 const FLOAT16: number = onnx.TensorProto.DataType.FLOAT16;
@@ -89,33 +88,3 @@ export function convertToFp32(model: Uint8Array): { bytes: Uint8Array; counts: C
   decoded.producerName = `${decoded.producerName} + detourage convert-fp32`;
   return { bytes: onnx.ModelProto.encode(decoded).finish(), counts };
 }
-
-export const FP32_MODEL_FILE = path.join(DEFAULT_MODELS_DIR, 'isnet-fp16.fp32.onnx');
-
-/**
- * A models directory in which isnet-fp16.onnx is the fp32 rewrite, so the
- * unchanged server can be benchmarked on it: `MODELS_DIR=<this> npm run bench -- --models isnet-fp16`.
- */
-export const FP32_MODELS_DIR = path.join(PROJECT_ROOT, 'bench', '.cache', 'models-fp32');
-
-export function linkForServer(target: string): void {
-  mkdirSync(FP32_MODELS_DIR, { recursive: true });
-  const link = path.join(FP32_MODELS_DIR, 'isnet-fp16.onnx');
-  rmSync(link, { force: true });
-  symlinkSync(path.resolve(target), link);
-}
-
-export function writeFp32Model(source = path.join(DEFAULT_MODELS_DIR, 'isnet-fp16.onnx'), target = FP32_MODEL_FILE): void {
-  const started = performance.now();
-  const { bytes, counts } = convertToFp32(readFileSync(source));
-  writeFileSync(target, bytes);
-  // Only the default output is what the fp32 models directory is meant to serve.
-  if (path.resolve(target) === FP32_MODEL_FILE) linkForServer(target);
-  console.error(
-    `${path.basename(source)} → ${path.basename(target)}: ${counts.tensors} tensors (${counts.values} values) widened, ` +
-      `${counts.casts} casts retargeted, ${counts.declaredTypes} declared types; ${bytes.length} bytes in ${(performance.now() - started).toFixed(0)} ms` +
-      (path.resolve(target) === FP32_MODEL_FILE ? `; MODELS_DIR=${path.relative(process.cwd(), FP32_MODELS_DIR)} serves it as isnet-fp16` : ''),
-  );
-}
-
-if (require.main === module) writeFp32Model(process.argv[2], process.argv[3]);

@@ -1,0 +1,43 @@
+import { existsSync } from 'node:fs';
+import type { Config } from '../config';
+import { ApiError, modelUnavailable } from '../errors';
+import { findModel, type ModelEntry, modelFilePath } from './registry';
+
+/** The part of the configuration that decides which models a request may use. */
+export type ModelSelection = Pick<Config, 'model' | 'allowedModels'>;
+
+export function weightsMissing(entry: ModelEntry, cause?: unknown): ApiError {
+  return modelUnavailable(
+    `The weights of model ${entry.name} are missing from the models directory. Fetch them with: npx detourage models fetch ${entry.name}`,
+    cause,
+  );
+}
+
+/**
+ * The registry entry of an allowed model; no name means the configured one.
+ * Unknown and not-allowed names are both a bad parameter value (400), not 403:
+ * every caller is refused alike and the remedy is a different value. The
+ * message lists only the allowed models, not the whole registry.
+ */
+export function allowedModel(selection: ModelSelection, requested: string | undefined): ModelEntry {
+  const name = requested?.trim() || selection.model;
+  const offered = `This server offers: ${selection.allowedModels.join(', ')}.`;
+  const entry = findModel(name);
+  if (!entry) throw new ApiError('invalid_parameter', `Unknown model ${JSON.stringify(name)}. ${offered}`);
+  if (!selection.allowedModels.includes(entry.name)) {
+    throw new ApiError('invalid_parameter', `Model ${entry.name} is not enabled on this server. ${offered}`);
+  }
+  return entry;
+}
+
+/**
+ * A request's model: an allowed registry entry whose weights are in place.
+ * The name is only ever looked up in the registry, so no request reaches the
+ * filesystem with a path of its own.
+ */
+export function resolveModel(config: ModelSelection & Pick<Config, 'modelsDir'>, requested: string | undefined): ModelEntry {
+  const entry = allowedModel(config, requested);
+  // Checked before any decoding or loading, so that the caller learns at once what to fetch.
+  if (!existsSync(modelFilePath(config.modelsDir, entry))) throw weightsMissing(entry);
+  return entry;
+}
