@@ -21,7 +21,9 @@ import { loadAverage, median, percentile, peakRssMiB, resetPeakRss, round, rssMi
 
 const STAGES = ['decode', 'load', 'preprocess', 'queue', 'infer', 'postprocess', 'encode'] as const;
 const LARGE_IMAGE_PIXELS = 4_000_000;
-const FORMAT_QUERIES = ['?format=png', '?format=webp', '?format=jpeg', '?type=mask&format=png', '?type=mask&format=webp'] as const;
+/** The serving process runs as scripts/deploy.sh runs it, so its memory is the deployed one. */
+const DEPLOYED_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+const FORMAT_QUERIES = ['?format=png', '?format=webp', '?format=jpeg', '?format=zip', '?channels=alpha&format=png', '?channels=alpha&format=webp'] as const;
 const FORMAT_IMAGE = 'anime-girl-1';
 const COLD_IMAGE = 'anime-girl-1';
 const RSS_IMAGE = 'photo-12mp';
@@ -100,7 +102,7 @@ function stageMedians(samples: readonly RemovalSample[]): Record<string, number>
 async function coldStart(model: string, image: BenchImage, reps: number): Promise<{ cold: ColdStart; server: ServerProcess }> {
   const cold: ColdStart = { n: reps, spawnToHealthMs: [], spawnToFirstRemovalMs: [], loadMs: [], firstInferMs: [] };
   for (let rep = 0; ; rep += 1) {
-    const server = await spawnServer({ MODEL: model });
+    const server = await spawnServer({ ...DEPLOYED_ENV, MODEL: model });
     cold.spawnToHealthMs.push(round(await waitForHealth(server)));
     const first = await removal(server, image);
     cold.spawnToFirstRemovalMs.push(round(first.finishedAt - server.spawnedAt));
@@ -258,7 +260,7 @@ async function benchModel(model: string, images: BenchImage[], iterations: Itera
   }
 
   log(`${model}: memory…`);
-  const mem = await memory(model, byName(RSS_IMAGE), iterations.rssSequential);
+  const mem = await memory(model, byName(RSS_IMAGE), iterations.rssSequential, DEPLOYED_ENV);
 
   log(`${model}: floor again…`);
   const floorAfter = await measureFloor(entry, config, Math.floor(iterations.floor / 2));
