@@ -16,25 +16,36 @@ const THRESHOLD = 127;
  */
 export function cleanMask(mask: AlphaMask): AlphaMask {
   const { width, height } = mask;
-  const eroded = crossFilter(mask.alpha, width, height, Math.min);
-  const opened = crossFilter(eroded, width, height, Math.max);
+  const eroded = erodeCross(mask.alpha, width, height);
+  // Dilation is erosion of the complement, so one kernel serves both halves of the opening.
+  invertInPlace(eroded);
+  const opened = erodeCross(eroded, width, height);
+  invertInPlace(opened);
   return { width, height, alpha: blurAndThreshold(opened, width, height) };
 }
 
-/**
- * Min (erosion) or max (dilation) over the pixel and its four neighbours.
- * Neighbours outside the mask are ignored, as OpenCV's default border does.
- */
-function crossFilter(source: Buffer, width: number, height: number, pick: (a: number, b: number) => number): Buffer {
+function invertInPlace(bytes: Buffer): void {
+  for (let index = 0; index < bytes.length; index += 1) bytes[index] = 255 - bytes[index]!;
+}
+
+/** Minimum over the pixel and its four neighbours; neighbours outside the mask are ignored, as OpenCV's default border does. */
+function erodeCross(source: Buffer, width: number, height: number): Buffer {
   const target = Buffer.allocUnsafe(width * height);
   for (let y = 0; y < height; y += 1) {
     const row = y * width;
     const above = y > 0 ? row - width : row;
     const below = y < height - 1 ? row + width : row;
     for (let x = 0; x < width; x += 1) {
-      const left = x > 0 ? x - 1 : x;
-      const right = x < width - 1 ? x + 1 : x;
-      target[row + x] = pick(pick(pick(source[row + x]!, source[row + left]!), pick(source[row + right]!, source[above + x]!)), source[below + x]!);
+      let least = source[row + x]!;
+      const left = source[row + (x > 0 ? x - 1 : x)]!;
+      const right = source[row + (x < width - 1 ? x + 1 : x)]!;
+      const up = source[above + x]!;
+      const down = source[below + x]!;
+      if (left < least) least = left;
+      if (right < least) least = right;
+      if (up < least) least = up;
+      if (down < least) least = down;
+      target[row + x] = least;
     }
   }
   return target;
@@ -43,40 +54,39 @@ function crossFilter(source: Buffer, width: number, height: number, pick: (a: nu
 /** Mirror without repeating the edge (OpenCV's BORDER_REFLECT_101): -1 → 1, n → n-2. */
 function reflect(index: number, size: number): number {
   if (size === 1) return 0;
-  if (index < 0) return -index;
-  if (index >= size) return 2 * size - 2 - index;
+  // Twice at most, for masks one or two pixels wide.
+  while (index < 0 || index >= size) index = index < 0 ? -index : 2 * size - 2 - index;
   return index;
 }
 
 function blurAndThreshold(source: Buffer, width: number, height: number): Buffer {
+  const [w0, w1, w2, w3, w4] = GAUSSIAN;
   const horizontal = new Uint16Array(width * height);
-  const columnTaps = Array.from({ length: width }, (_, x) => [-2, -1, 0, 1, 2].map((offset) => reflect(x + offset, width)));
+  // Each row is copied with two reflected pixels either side, so the inner loop has no border cases.
+  const padded = new Uint8Array(width + 4);
   for (let y = 0; y < height; y += 1) {
     const row = y * width;
+    padded.set(source.subarray(row, row + width), 2);
+    padded[0] = source[row + reflect(-2, width)]!;
+    padded[1] = source[row + reflect(-1, width)]!;
+    padded[width + 2] = source[row + reflect(width, width)]!;
+    padded[width + 3] = source[row + reflect(width + 1, width)]!;
     for (let x = 0; x < width; x += 1) {
-      const taps = columnTaps[x]!;
-      horizontal[row + x] =
-        source[row + taps[0]!]! * GAUSSIAN[0] +
-        source[row + taps[1]!]! * GAUSSIAN[1] +
-        source[row + taps[2]!]! * GAUSSIAN[2] +
-        source[row + taps[3]!]! * GAUSSIAN[3] +
-        source[row + taps[4]!]! * GAUSSIAN[4];
+      horizontal[row + x] = padded[x]! * w0 + padded[x + 1]! * w1 + padded[x + 2]! * w2 + padded[x + 3]! * w3 + padded[x + 4]! * w4;
     }
   }
   // Both passes scale by 256; rounding the 16-bit fraction away gives the blurred byte.
   const threshold = THRESHOLD * 65536 - 32768;
   const target = Buffer.allocUnsafe(width * height);
   for (let y = 0; y < height; y += 1) {
-    const rows = [-2, -1, 0, 1, 2].map((offset) => reflect(y + offset, height) * width);
-    const [r0, r1, r2, r3, r4] = rows as [number, number, number, number, number];
-    for (let x = 0, pixel = y * width; x < width; x += 1, pixel += 1) {
-      const sum =
-        horizontal[r0 + x]! * GAUSSIAN[0] +
-        horizontal[r1 + x]! * GAUSSIAN[1] +
-        horizontal[r2 + x]! * GAUSSIAN[2] +
-        horizontal[r3 + x]! * GAUSSIAN[3] +
-        horizontal[r4 + x]! * GAUSSIAN[4];
-      target[pixel] = sum >= threshold ? 255 : 0;
+    const r0 = reflect(y - 2, height) * width;
+    const r1 = reflect(y - 1, height) * width;
+    const r2 = y * width;
+    const r3 = reflect(y + 1, height) * width;
+    const r4 = reflect(y + 2, height) * width;
+    for (let x = 0; x < width; x += 1) {
+      const sum = horizontal[r0 + x]! * w0 + horizontal[r1 + x]! * w1 + horizontal[r2 + x]! * w2 + horizontal[r3 + x]! * w3 + horizontal[r4 + x]! * w4;
+      target[r2 + x] = sum >= threshold ? 255 : 0;
     }
   }
   return target;

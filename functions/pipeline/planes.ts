@@ -65,16 +65,40 @@ export function axisWeights(fullSize: number, factor: number): AxisWeights {
   return { lower, upper, weight };
 }
 
-/** Bilinear sample of a coarse plane at full-resolution pixel (x, y). */
-export function sampleCoarse(plane: Float32Array, coarseWidth: number, columns: AxisWeights, rows: AxisWeights, x: number, y: number): number {
-  const top = rows.lower[y]! * coarseWidth;
-  const bottom = rows.upper[y]! * coarseWidth;
-  const left = columns.lower[x]!;
-  const right = columns.upper[x]!;
-  const across = columns.weight[x]!;
-  const upperRow = plane[top + left]! + (plane[top + right]! - plane[top + left]!) * across;
-  const lowerRow = plane[bottom + left]! + (plane[bottom + right]! - plane[bottom + left]!) * across;
-  return upperRow + (lowerRow - upperRow) * rows.weight[y]!;
+/** The four coarse cells around one full-resolution pixel and its weights, filled by `locate`. */
+export interface CoarseSample {
+  topLeft: number;
+  topRight: number;
+  bottomLeft: number;
+  bottomRight: number;
+  across: number;
+  down: number;
+}
+
+export function locate(sample: CoarseSample, coarseWidth: number, columns: AxisWeights, rows: AxisWeights, x: number, y: number): void {
+  const upper = rows.lower[y]! * coarseWidth;
+  const lower = rows.upper[y]! * coarseWidth;
+  sample.topLeft = upper + columns.lower[x]!;
+  sample.topRight = upper + columns.upper[x]!;
+  sample.bottomLeft = lower + columns.lower[x]!;
+  sample.bottomRight = lower + columns.upper[x]!;
+  sample.across = columns.weight[x]!;
+  sample.down = rows.weight[y]!;
+}
+
+/** Bilinear value of a coarse plane at a located pixel. */
+export function bilinear(plane: Float32Array, at: CoarseSample): number {
+  const upper = plane[at.topLeft]! + (plane[at.topRight]! - plane[at.topLeft]!) * at.across;
+  const lower = plane[at.bottomLeft]! + (plane[at.bottomRight]! - plane[at.bottomLeft]!) * at.across;
+  return upper + (lower - upper) * at.down;
+}
+
+/** The coarse plane interpolated between the two coarse rows around full-resolution row y. */
+export function lerpRows(plane: Float32Array, coarseWidth: number, rows: AxisWeights, y: number, target: Float32Array): void {
+  const upper = rows.lower[y]! * coarseWidth;
+  const lower = rows.upper[y]! * coarseWidth;
+  const down = rows.weight[y]!;
+  for (let x = 0; x < coarseWidth; x += 1) target[x] = plane[upper + x]! + (plane[lower + x]! - plane[upper + x]!) * down;
 }
 
 /** The coarse cell of each full-resolution index along one axis. */
