@@ -1,0 +1,347 @@
+/**
+ * Measures the mask-quality levers of issue 5 (post_process, refine,
+ * quality=high) against alpha that is known:
+ *  - parity: anime-girl-1 against rembg's published isnet-general-use alpha;
+ *  - composites: fixture subjects pasted by their alpha onto new backgrounds,
+ *    so the composite's true alpha and foreground colours are known exactly.
+ * Then times each added step against the baseline removal at 2 and 12 MP.
+ *
+ *   npm run bench:quality            (node dist/bench/quality.js [--quick])
+ *
+ * Prints tables and, last, one JSON line with every figure.
+ */
+import { loadConfig } from '../functions/config';
+import { findModel, type ModelEntry } from '../functions/model/registry';
+import { averageMirrored, mirrorInput } from '../functions/pipeline/augment';
+import { decodeImage } from '../functions/pipeline/decode';
+import { encode } from '../functions/pipeline/encode';
+import { estimateForeground } from '../functions/pipeline/foreground';
+import { cleanMask } from '../functions/pipeline/maskCleanup';
+import { fitMask, modelMask, postprocess } from '../functions/pipeline/postprocess';
+import { preprocess } from '../functions/pipeline/preprocess';
+import { defaultGuidedFilterOptions, type GuidedFilterOptions, refineMask } from '../functions/pipeline/refine';
+import { sharp } from '../functions/pipeline/sharp';
+import type { AlphaMask, DecodedImage, ModelOutput } from '../functions/pipeline/types';
+import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
+import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
+import { benchImage, seededRandom } from './images';
+import { loadAverage, median, round, timed } from './stats';
+
+const MAX_PIXELS = { maxInputPixels: Number.MAX_SAFE_INTEGER };
+const quick = process.argv.includes('--quick');
+
+interface Case {
+  name: string;
+  image: DecodedImage;
+  /** Ground-truth alpha at the image's size. */
+  alpha: Buffer;
+  /** The true foreground colours (composites only). */
+  foreground: Buffer | null;
+}
+
+/** Both model maps for one image: plain and of the mirrored input. */
+interface Maps {
+  plain: ModelOutput;
+  mirrored: ModelOutput;
+}
+
+async function modelMaps(session: BenchSession, entry: ModelEntry, image: DecodedImage): Promise<Maps> {
+  const input = await preprocess(image, entry);
+  const mirroredInput = mirrorInput(input);
+  const plain = { size: input.size, data: await runOnce(session, inputTensor(input)) };
+  const mirrored = { size: input.size, data: await runOnce(session, inputTensor(mirroredInput)) };
+  return { plain, mirrored };
+}
+
+type Background = (width: number, height: number) => Promise<Buffer>;
+
+/** New backgrounds: a real cluttered photo, a smooth gradient, and coloured noise. */
+const BACKGROUNDS: Record<string, Background> = {
+  plants: (width, height) => sharp(fixture('plants-1.jpg')).resize(width, height, { fit: 'cover' }).removeAlpha().raw().toBuffer(),
+  gradient: (width, height) => {
+    const rgb = Buffer.allocUnsafe(width * height * 3);
+    for (let y = 0; y < height; y += 1) {
+      for (let x = 0; x < width; x += 1) {
+        const index = (y * width + x) * 3;
+        rgb[index] = 40 + (180 * x) / width;
+        rgb[index + 1] = 200 - (150 * y) / height;
+        rgb[index + 2] = 90 + (120 * (x + y)) / (width + height);
+      }
+    }
+    return Promise.resolve(rgb);
+  },
+  noise: async (width, height) => {
+    const random = seededRandom(7);
+    const coarse = Buffer.from(Array.from({ length: 40 * 30 * 3 }, () => Math.floor(random() * 256)));
+    const blotches = await sharp(coarse, { raw: { width: 40, height: 30, channels: 3 } }).resize(width, height, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
+    for (let index = 0; index < blotches.length; index += 1) blotches[index] = Math.min(255, Math.max(0, blotches[index]! + (random() - 0.5) * 60));
+    return blotches;
+  },
+};
+
+function composite(foreground: Buffer, alpha: Buffer, background: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(foreground.length);
+  for (let pixel = 0; pixel < alpha.length; pixel += 1) {
+    const keep = alpha[pixel]! / 255;
+    for (let channel = 0, index = pixel * 3; channel < 3; channel += 1, index += 1) {
+      out[index] = background[index]! + (foreground[index]! - background[index]!) * keep + 0.5;
+    }
+  }
+  return out;
+}
+
+/**
+ * anime-girl-1 keeps rembg's published alpha as its truth; car-1 and cloth-1
+ * use our own baseline cutout of the original photo. Either way the composite
+ * is made with that alpha, so it is the composite's exact alpha.
+ */
+async function buildCases(session: BenchSession, entry: ModelEntry): Promise<Case[]> {
+  const published = (await alphaChannel(fixture('anime-girl-1.isnet-general-use.png'))).data;
+  const anime = await decodeImage(fixture('anime-girl-1.jpg'), MAX_PIXELS);
+  const cases: Case[] = [{ name: 'parity anime-girl-1', image: anime, alpha: published, foreground: null }];
+  const subjects = quick ? ['anime-girl-1', 'car-1'] : ['anime-girl-1', 'car-1', 'cloth-1'];
+  for (const subject of subjects) {
+    const photo = subject === 'anime-girl-1' ? anime : await decodeImage(fixture(`${subject}.jpg`), MAX_PIXELS);
+    const alpha = subject === 'anime-girl-1' ? published : (await postprocess((await modelMaps(session, entry, photo)).plain, entry.postprocess, photo)).alpha;
+    for (const [backgroundName, background] of Object.entries(BACKGROUNDS)) {
+      const rgb = composite(photo.rgb, alpha, await background(photo.width, photo.height));
+      cases.push({
+        name: `${subject} on ${backgroundName}`,
+        image: { width: photo.width, height: photo.height, rgb, alpha: null, format: 'raw' },
+        alpha,
+        foreground: photo.rgb,
+      });
+    }
+  }
+  return cases;
+}
+
+/**
+ * Mean |RGB error| against the true foreground over the pixels whose true
+ * alpha is fractional, weighted by that alpha (how visible the colour is),
+ * in levels of 0–255.
+ */
+function foregroundError(estimate: Buffer, truth: Buffer, alpha: Buffer): number {
+  let error = 0;
+  let weight = 0;
+  for (let pixel = 0; pixel < alpha.length; pixel += 1) {
+    const a = alpha[pixel]!;
+    if (a === 0 || a === 255) continue;
+    for (let channel = 0, index = pixel * 3; channel < 3; channel += 1, index += 1) error += a * Math.abs(estimate[index]! - truth[index]!);
+    weight += 3 * a;
+  }
+  return weight === 0 ? 0 : error / weight;
+}
+
+const baseline = (image: DecodedImage, maps: Maps, entry: ModelEntry): Promise<AlphaMask> => postprocess(maps.plain, entry.postprocess, image);
+const high = (image: DecodedImage, maps: Maps, entry: ModelEntry): Promise<AlphaMask> => postprocess(averageMirrored(maps.plain, maps.mirrored), entry.postprocess, image);
+
+function variants(refine: Partial<GuidedFilterOptions>): Record<string, (image: DecodedImage, maps: Maps, entry: ModelEntry) => Promise<AlphaMask>> {
+  return {
+    baseline,
+    'post_process (output size)': async (image, maps, entry) => cleanMask(await baseline(image, maps, entry)),
+    'post_process (1024²)': (image, maps, entry) => fitMask(cleanMask(modelMask(maps.plain, entry.postprocess)), image),
+    refine: async (image, maps, entry) => refineMask(image, await baseline(image, maps, entry), refine),
+    'quality=high': high,
+    'high + refine': async (image, maps, entry) => refineMask(image, await high(image, maps, entry), refine),
+  };
+}
+
+interface QualityRow {
+  variant: string;
+  meanMae: number;
+  meanIou: number;
+  parityMae: number;
+  parityIou: number;
+  perCase: { name: string; mae: number; iou: number }[];
+}
+
+async function scoreVariants(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry, refine: Partial<GuidedFilterOptions>): Promise<QualityRow[]> {
+  const rows: QualityRow[] = [];
+  for (const [variant, make] of Object.entries(variants(refine))) {
+    const perCase = [];
+    for (const item of cases) {
+      const mask = await make(item.image, maps.get(item.name)!, entry);
+      const { mae, iou } = compareAlpha(mask.alpha, item.alpha);
+      perCase.push({ name: item.name, mae: round(mae, 5), iou: round(iou, 4) });
+    }
+    const composites = perCase.filter((row) => !row.name.startsWith('parity'));
+    const parity = perCase.find((row) => row.name.startsWith('parity'))!;
+    rows.push({
+      variant,
+      meanMae: round(composites.reduce((sum, row) => sum + row.mae, 0) / composites.length, 5),
+      meanIou: round(composites.reduce((sum, row) => sum + row.iou, 0) / composites.length, 4),
+      parityMae: parity.mae,
+      parityIou: parity.iou,
+      perCase,
+    });
+  }
+  return rows;
+}
+
+/** A small grid around the default, scored on the composites only (the parity image is the held-out check). */
+async function tuneRefine(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry): Promise<{ options: Partial<GuidedFilterOptions>; meanMae: number; meanIou: number }[]> {
+  const composites = cases.filter((item) => item.foreground !== null);
+  const baselines = new Map<string, AlphaMask>();
+  for (const item of composites) baselines.set(item.name, await baseline(item.image, maps.get(item.name)!, entry));
+  const results = [];
+  for (const radiusScale of quick ? [1, 2] : [0.5, 1, 2]) {
+    for (const epsilon of quick ? [1e-3] : [1e-4, 1e-3, 1e-2]) {
+      for (const [binarise, bandOnly] of [
+        [false, false],
+        [false, true],
+        [true, false],
+        [true, true],
+      ] as const) {
+        let mae = 0;
+        let iou = 0;
+        for (const item of composites) {
+          const defaults = defaultGuidedFilterOptions(item.image.width, item.image.height);
+          const radius = Math.max(1, Math.round(defaults.radius * radiusScale));
+          const options = { radius, epsilon, binarise, bandOnly, subsample: Math.max(1, Math.round(radius / 4)) };
+          const score = compareAlpha(refineMask(item.image, baselines.get(item.name)!, options).alpha, item.alpha);
+          mae += score.mae;
+          iou += score.iou;
+        }
+        results.push({ options: { radiusScale, epsilon, binarise, bandOnly } as Partial<GuidedFilterOptions>, meanMae: round(mae / composites.length, 5), meanIou: round(iou / composites.length, 4) });
+      }
+    }
+  }
+  return results;
+}
+
+interface ColourRow {
+  name: string;
+  imageColours: number;
+  estimatedWithModelAlpha: number;
+  estimatedWithRefinedAlpha: number;
+  estimatedWithTrueAlpha: number;
+}
+
+async function colourErrors(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry, refine: Partial<GuidedFilterOptions>) {
+  const rows: ColourRow[] = [];
+  for (const item of cases) {
+    if (!item.foreground) continue;
+    const predicted = await baseline(item.image, maps.get(item.name)!, entry);
+    const refined = refineMask(item.image, predicted, refine);
+    rows.push({
+      name: item.name,
+      imageColours: round(foregroundError(item.image.rgb, item.foreground, item.alpha), 2),
+      estimatedWithModelAlpha: round(foregroundError(estimateForeground(item.image, predicted.alpha), item.foreground, item.alpha), 2),
+      estimatedWithRefinedAlpha: round(foregroundError(estimateForeground(item.image, refined.alpha), item.foreground, item.alpha), 2),
+      estimatedWithTrueAlpha: round(foregroundError(estimateForeground(item.image, item.alpha), item.foreground, item.alpha), 2),
+    });
+  }
+  const mean = (key: Exclude<keyof ColourRow, 'name'>): number => round(rows.reduce((sum, row) => sum + row[key], 0) / rows.length, 2);
+  return { perCase: rows, imageColours: mean('imageColours'), estimatedWithModelAlpha: mean('estimatedWithModelAlpha'), estimatedWithRefinedAlpha: mean('estimatedWithRefinedAlpha'), estimatedWithTrueAlpha: mean('estimatedWithTrueAlpha') };
+}
+
+async function medianMs<T>(reps: number, work: () => T | Promise<T>): Promise<number> {
+  await work();
+  const samples: number[] = [];
+  for (let rep = 0; rep < reps; rep += 1) samples.push((await timed(async () => work())).ms);
+  return round(median(samples));
+}
+
+/** Each added step against the removal it is added to: decode → preprocess → infer → postprocess → PNG encode. */
+async function timings(session: BenchSession, entry: ModelEntry, refine: Partial<GuidedFilterOptions>) {
+  const reps = quick ? 2 : 4;
+  const rows = [];
+  for (const name of ['photo-2mp', 'photo-12mp']) {
+    const bytes = (await benchImage(name)).bytes;
+    const image = await decodeImage(bytes, MAX_PIXELS);
+    const input = await preprocess(image, entry);
+    const output = { size: input.size, data: await runOnce(session, inputTensor(input)) };
+    const mask = await postprocess(output, entry.postprocess, image);
+    const removalMs = await medianMs(reps, async () => {
+      const decoded = await decodeImage(bytes, MAX_PIXELS);
+      const tensor = inputTensor(await preprocess(decoded, entry));
+      const map = { size: input.size, data: await runOnce(session, tensor) };
+      await encode(decoded, await postprocess(map, entry.postprocess, decoded), { format: 'png', type: 'cutout', background: null });
+    });
+    const inferMs = await medianMs(reps, () => runOnce(session, inputTensor(input)));
+    const steps = {
+      'post_process (output size)': await medianMs(reps, () => cleanMask(mask)),
+      'post_process (1024²)': await medianMs(reps, () => fitMask(cleanMask(modelMask(output, entry.postprocess)), image)),
+      'post_process (1024²), over fitMask': 0,
+      refineMask: await medianMs(reps, () => refineMask(image, mask, refine)),
+      estimateForeground: await medianMs(reps, () => estimateForeground(image, mask.alpha)),
+      'mirror + average': await medianMs(reps, () => averageMirrored(output, mirrorInput(input))),
+      'quality=high (+1 inference + mirror + average)': 0,
+    };
+    const fitMs = await medianMs(reps, () => fitMask(modelMask(output, entry.postprocess), image));
+    steps['post_process (1024²), over fitMask'] = round(steps['post_process (1024²)'] - fitMs);
+    steps['quality=high (+1 inference + mirror + average)'] = round(inferMs + steps['mirror + average']);
+    let fractional = 0;
+    for (const value of mask.alpha) if (value !== 0 && value !== 255) fractional += 1;
+    rows.push({
+      image: name,
+      megapixels: round((image.width * image.height) / 1e6, 2),
+      fractionalAlphaShare: round(fractional / mask.alpha.length, 4),
+      removalMs,
+      inferMs,
+      steps: Object.entries(steps).map(([step, ms]) => ({ step, ms, ratio: round(ms / removalMs, 3) })),
+    });
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const loadBefore = loadAverage();
+  const started = Date.now();
+  const settings = loadConfig(process.env);
+  const entry = findModel(settings.model)!;
+  const session = await createSession(entry, settings);
+  console.error(`model ${entry.name}, load average ${loadBefore.join(' ')}`);
+
+  const cases = await buildCases(session, entry);
+  const maps = new Map<string, Maps>();
+  for (const item of cases) {
+    console.error(`  inferring ${item.name}`);
+    maps.set(item.name, await modelMaps(session, entry, item.image));
+  }
+
+  const tuning = await tuneRefine(cases, maps, entry);
+  console.log('\nrefine tuning on the composites (radius = scale × default; default radius = 4 px per 1024 px of long side)');
+  console.log('radius×  epsilon  binarise  bandOnly   mean MAE  mean IoU');
+  for (const row of tuning) {
+    const options = row.options as { radiusScale: number; epsilon: number; binarise: boolean; bandOnly: boolean };
+    console.log(`${String(options.radiusScale).padStart(7)}${String(options.epsilon).padStart(9)}${String(options.binarise).padStart(10)}${String(options.bandOnly).padStart(10)}${row.meanMae.toFixed(5).padStart(11)}${row.meanIou.toFixed(4).padStart(10)}`);
+  }
+  const refine: Partial<GuidedFilterOptions> = {};
+
+  const quality = await scoreVariants(cases, maps, entry, refine);
+  console.log(`\nalpha against the truth: ${cases.length - 1} composites (mean) and the parity image`);
+  console.log('variant                       mean MAE  mean IoU  | parity MAE  parity IoU');
+  for (const row of quality) {
+    console.log(`${row.variant.padEnd(28)}${row.meanMae.toFixed(5).padStart(10)}${row.meanIou.toFixed(4).padStart(10)}  |${row.parityMae.toFixed(5).padStart(11)}${row.parityIou.toFixed(4).padStart(12)}`);
+  }
+  console.log('\nper case MAE / IoU');
+  for (const [index, item] of cases.entries()) {
+    console.log(`${item.name.padEnd(26)}${quality.map((row) => `${row.perCase[index]!.mae.toFixed(4)}/${row.perCase[index]!.iou.toFixed(3)}`.padStart(15)).join('')}`);
+  }
+
+  const colour = await colourErrors(cases, maps, entry, refine);
+  console.log('\nforeground colour error in the fractional band (mean |ΔRGB| in levels, alpha-weighted)');
+  console.log('case                        image colours  estimated (model α)  (refined α)  (true α)');
+  for (const row of colour.perCase) {
+    console.log(`${row.name.padEnd(26)}${row.imageColours.toFixed(2).padStart(15)}${row.estimatedWithModelAlpha.toFixed(2).padStart(21)}${row.estimatedWithRefinedAlpha.toFixed(2).padStart(13)}${row.estimatedWithTrueAlpha.toFixed(2).padStart(10)}`);
+  }
+  console.log(`${'mean'.padEnd(26)}${colour.imageColours.toFixed(2).padStart(15)}${colour.estimatedWithModelAlpha.toFixed(2).padStart(21)}${colour.estimatedWithRefinedAlpha.toFixed(2).padStart(13)}${colour.estimatedWithTrueAlpha.toFixed(2).padStart(10)}`);
+
+  const time = await timings(session, entry, refine);
+  console.log('\ntime of each added step against the baseline removal (decode → preprocess → infer → postprocess → PNG)');
+  for (const row of time) {
+    console.log(`${row.image} (${row.megapixels} MP, ${(row.fractionalAlphaShare * 100).toFixed(1)}% fractional alpha): removal ${row.removalMs.toFixed(0)} ms, inference ${row.inferMs.toFixed(0)} ms`);
+    for (const step of row.steps) console.log(`  ${step.step.padEnd(48)}${step.ms.toFixed(1).padStart(9)} ms  ${step.ratio.toFixed(3).padStart(7)}×`);
+  }
+  await session.session.release();
+
+  const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, quality, colour, time };
+  console.log(`\n${JSON.stringify(record)}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
