@@ -3,7 +3,8 @@
  * quality=high) against alpha that is known:
  *  - parity: anime-girl-1 against rembg's published isnet-general-use alpha;
  *  - composites: fixture subjects pasted by their alpha onto new backgrounds,
- *    so the composite's true alpha and foreground colours are known exactly.
+ *    so the composite's true alpha and foreground colours are known exactly
+ *    (the foreground under soft edges is filled in from the opaque subject).
  * Then times each added step against the baseline removal at 2 and 12 MP.
  *
  *   npm run bench:quality            (node dist/bench/quality.js [--quick] [--timing-only])
@@ -21,7 +22,8 @@ import { fitMask, modelMask, postprocess } from '../functions/pipeline/postproce
 import { preprocess } from '../functions/pipeline/preprocess';
 import { defaultGuidedFilterOptions, type GuidedFilterOptions, refineMask } from '../functions/pipeline/refine';
 import { sharp } from '../functions/pipeline/sharp';
-import type { AlphaMask, DecodedImage, ModelOutput } from '../functions/pipeline/types';
+import { boxMean } from '../functions/pipeline/planes';
+import type { AlphaMask, DecodedImage, ModelOutput, RgbImage } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
 import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
 import { benchImage, seededRandom } from './images';
@@ -30,8 +32,18 @@ import { loadAverage, median, round, timed } from './stats';
 const MAX_PIXELS = { maxInputPixels: Number.MAX_SAFE_INTEGER };
 const quick = process.argv.includes('--quick');
 
+/**
+ * parity: rembg's own output is the truth. soft: composites whose truth is a
+ * model-made (soft-edged) alpha. hard: the same composites with that alpha
+ * thresholded, like a hard-edged product shot: there a sharper, image-aligned
+ * edge is right, which is what refine is for.
+ */
+type Group = 'parity' | 'soft' | 'hard';
+const GROUPS: readonly Group[] = ['soft', 'hard', 'parity'];
+
 interface Case {
   name: string;
+  group: Group;
   image: DecodedImage;
   /** Ground-truth alpha at the image's size. */
   alpha: Buffer;
@@ -90,6 +102,35 @@ function composite(foreground: Buffer, alpha: Buffer, background: Buffer): Buffe
   return out;
 }
 
+/** Opaque enough that the photo's colour there is taken as the subject's own. */
+const OPAQUE = 250;
+const FILL_RADII = [8, 64];
+
+/**
+ * A foreground with no background in it: the photo where the subject is
+ * opaque, and elsewhere the mean colour of the opaque pixels nearby. The
+ * photo's own colours under a soft edge already mix in its old background,
+ * so they cannot serve as the truth a decontamination is scored against.
+ */
+function pureForeground(photo: RgbImage, alpha: Buffer): Buffer {
+  const { width, height, rgb } = photo;
+  const count = width * height;
+  const out = Buffer.from(rgb);
+  const filled = new Uint8Array(count);
+  for (let pixel = 0; pixel < count; pixel += 1) filled[pixel] = alpha[pixel]! >= OPAQUE ? 1 : 0;
+  for (const radius of FILL_RADII) {
+    const weight = Float32Array.from(alpha, (a) => (a >= OPAQUE ? 1 : 0));
+    const channels = [0, 1, 2].map((channel) => Float32Array.from({ length: count }, (_, pixel) => (alpha[pixel]! >= OPAQUE ? rgb[pixel * 3 + channel]! : 0)));
+    for (const plane of [weight, ...channels]) boxMean(plane, width, height, radius, plane);
+    for (let pixel = 0; pixel < count; pixel += 1) {
+      if (filled[pixel] === 1 || weight[pixel]! < 1e-3) continue;
+      for (let channel = 0; channel < 3; channel += 1) out[pixel * 3 + channel] = channels[channel]![pixel]! / weight[pixel]! + 0.5;
+      filled[pixel] = 1;
+    }
+  }
+  return out;
+}
+
 /**
  * anime-girl-1 keeps rembg's published alpha as its truth; car-1 and cloth-1
  * use our own baseline cutout of the original photo. Either way the composite
@@ -98,19 +139,24 @@ function composite(foreground: Buffer, alpha: Buffer, background: Buffer): Buffe
 async function buildCases(session: BenchSession, entry: ModelEntry): Promise<Case[]> {
   const published = (await alphaChannel(fixture('anime-girl-1.isnet-general-use.png'))).data;
   const anime = await decodeImage(fixture('anime-girl-1.jpg'), MAX_PIXELS);
-  const cases: Case[] = [{ name: 'parity anime-girl-1', image: anime, alpha: published, foreground: null }];
+  const cases: Case[] = [{ name: 'parity anime-girl-1', group: 'parity', image: anime, alpha: published, foreground: null }];
   const subjects = quick ? ['anime-girl-1', 'car-1'] : ['anime-girl-1', 'car-1', 'cloth-1'];
   for (const subject of subjects) {
     const photo = subject === 'anime-girl-1' ? anime : await decodeImage(fixture(`${subject}.jpg`), MAX_PIXELS);
     const alpha = subject === 'anime-girl-1' ? published : (await postprocess((await modelMaps(session, entry, photo)).plain, entry.postprocess, photo)).alpha;
+    const hardAlpha = Buffer.from(alpha.map((value) => (value >= 128 ? 255 : 0)));
+    const foreground = pureForeground(photo, alpha);
     for (const [backgroundName, background] of Object.entries(BACKGROUNDS)) {
-      const rgb = composite(photo.rgb, alpha, await background(photo.width, photo.height));
-      cases.push({
-        name: `${subject} on ${backgroundName}`,
-        image: { width: photo.width, height: photo.height, rgb, alpha: null, format: 'raw' },
-        alpha,
-        foreground: photo.rgb,
-      });
+      const backgroundRgb = await background(photo.width, photo.height);
+      for (const [group, truth] of [['soft', alpha], ['hard', hardAlpha]] as const) {
+        cases.push({
+          name: `${subject} on ${backgroundName}${group === 'hard' ? ' (hard)' : ''}`,
+          group,
+          image: { width: photo.width, height: photo.height, rgb: composite(foreground, truth, backgroundRgb), alpha: null, format: 'raw' },
+          alpha: truth,
+          foreground,
+        });
+      }
     }
   }
   return cases;
@@ -138,56 +184,79 @@ function foregroundError(estimate: Buffer, truth: Buffer, alpha: Buffer): number
 const baseline = (image: DecodedImage, maps: Maps, entry: ModelEntry): Promise<AlphaMask> => postprocess(maps.plain, entry.postprocess, image);
 const high = (image: DecodedImage, maps: Maps, entry: ModelEntry): Promise<AlphaMask> => postprocess(averageMirrored(maps.plain, maps.mirrored), entry.postprocess, image);
 
-function variants(refine: Partial<GuidedFilterOptions>): Record<string, (image: DecodedImage, maps: Maps, entry: ModelEntry) => Promise<AlphaMask>> {
+/** Guided-filter settings as the tuning grid states them: the radius relative to the default for the image's size. */
+interface RefineSetting {
+  radiusScale: number;
+  epsilon: number;
+  binarise: boolean;
+  bandOnly: boolean;
+}
+
+function refineOptions(setting: RefineSetting | null, width: number, height: number): Partial<GuidedFilterOptions> {
+  if (!setting) return {};
+  const radius = Math.max(1, Math.round(defaultGuidedFilterOptions(width, height).radius * setting.radiusScale));
+  return { radius, epsilon: setting.epsilon, binarise: setting.binarise, bandOnly: setting.bandOnly, subsample: Math.max(1, Math.round(radius / 4)) };
+}
+
+function variants(tuned: RefineSetting): Record<string, (image: DecodedImage, maps: Maps, entry: ModelEntry) => Promise<AlphaMask>> {
+  const refineTuned = (image: DecodedImage, mask: AlphaMask): AlphaMask => refineMask(image, mask, refineOptions(tuned, image.width, image.height));
   return {
     baseline,
     'post_process (output size)': async (image, maps, entry) => cleanMask(await baseline(image, maps, entry)),
     'post_process (1024²)': (image, maps, entry) => fitMask(cleanMask(modelMask(maps.plain, entry.postprocess)), image),
-    refine: async (image, maps, entry) => refineMask(image, await baseline(image, maps, entry), refine),
+    'refine (default)': async (image, maps, entry) => refineMask(image, await baseline(image, maps, entry)),
+    'refine (best of grid)': async (image, maps, entry) => refineTuned(image, await baseline(image, maps, entry)),
     'quality=high': high,
-    'high + refine': async (image, maps, entry) => refineMask(image, await high(image, maps, entry), refine),
+    'high + refine (default)': async (image, maps, entry) => refineMask(image, await high(image, maps, entry)),
   };
+}
+
+interface Score {
+  mae: number;
+  iou: number;
+}
+
+function meanScore(scores: readonly Score[]): Score {
+  return { mae: round(scores.reduce((sum, row) => sum + row.mae, 0) / scores.length, 5), iou: round(scores.reduce((sum, row) => sum + row.iou, 0) / scores.length, 4) };
+}
+
+type GroupScores = Record<Group, Score>;
+
+function byGroup(cases: readonly Case[], scores: readonly Score[]): GroupScores {
+  const entries = GROUPS.map((group) => [group, meanScore(scores.filter((_, index) => cases[index]!.group === group))] as const);
+  return Object.fromEntries(entries) as GroupScores;
 }
 
 interface QualityRow {
   variant: string;
-  meanMae: number;
-  meanIou: number;
-  parityMae: number;
-  parityIou: number;
-  perCase: { name: string; mae: number; iou: number }[];
+  groups: GroupScores;
+  perCase: ({ name: string } & Score)[];
 }
 
-async function scoreVariants(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry, refine: Partial<GuidedFilterOptions>): Promise<QualityRow[]> {
+async function scoreVariants(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry, tuned: RefineSetting): Promise<QualityRow[]> {
   const rows: QualityRow[] = [];
-  for (const [variant, make] of Object.entries(variants(refine))) {
+  for (const [variant, make] of Object.entries(variants(tuned))) {
     const perCase = [];
     for (const item of cases) {
-      const mask = await make(item.image, maps.get(item.name)!, entry);
-      const { mae, iou } = compareAlpha(mask.alpha, item.alpha);
+      const { mae, iou } = compareAlpha((await make(item.image, maps.get(item.name)!, entry)).alpha, item.alpha);
       perCase.push({ name: item.name, mae: round(mae, 5), iou: round(iou, 4) });
     }
-    const composites = perCase.filter((row) => !row.name.startsWith('parity'));
-    const parity = perCase.find((row) => row.name.startsWith('parity'))!;
-    rows.push({
-      variant,
-      meanMae: round(composites.reduce((sum, row) => sum + row.mae, 0) / composites.length, 5),
-      meanIou: round(composites.reduce((sum, row) => sum + row.iou, 0) / composites.length, 4),
-      parityMae: parity.mae,
-      parityIou: parity.iou,
-      perCase,
-    });
+    rows.push({ variant, groups: byGroup(cases, perCase), perCase });
   }
   return rows;
 }
 
-/** A small grid around the default, scored on the composites only (the parity image is the held-out check). */
-async function tuneRefine(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry): Promise<{ options: Partial<GuidedFilterOptions>; meanMae: number; meanIou: number }[]> {
-  const composites = cases.filter((item) => item.foreground !== null);
+interface TuningRow {
+  options: RefineSetting;
+  groups: GroupScores;
+}
+
+/** A small grid around the default radius, on every case (the parity image shows what refine costs in rembg-likeness). */
+async function tuneRefine(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry): Promise<TuningRow[]> {
   const baselines = new Map<string, AlphaMask>();
-  for (const item of composites) baselines.set(item.name, await baseline(item.image, maps.get(item.name)!, entry));
-  const results = [];
-  for (const radiusScale of quick ? [1, 2] : [0.5, 1, 2]) {
+  for (const item of cases) baselines.set(item.name, await baseline(item.image, maps.get(item.name)!, entry));
+  const results: TuningRow[] = [];
+  for (const radiusScale of quick ? [0.5, 1] : [0.5, 1, 2]) {
     for (const epsilon of quick ? [1e-3] : [1e-4, 1e-3, 1e-2]) {
       for (const [binarise, bandOnly] of [
         [false, false],
@@ -195,17 +264,9 @@ async function tuneRefine(cases: readonly Case[], maps: ReadonlyMap<string, Maps
         [true, false],
         [true, true],
       ] as const) {
-        let mae = 0;
-        let iou = 0;
-        for (const item of composites) {
-          const defaults = defaultGuidedFilterOptions(item.image.width, item.image.height);
-          const radius = Math.max(1, Math.round(defaults.radius * radiusScale));
-          const options = { radius, epsilon, binarise, bandOnly, subsample: Math.max(1, Math.round(radius / 4)) };
-          const score = compareAlpha(refineMask(item.image, baselines.get(item.name)!, options).alpha, item.alpha);
-          mae += score.mae;
-          iou += score.iou;
-        }
-        results.push({ options: { radiusScale, epsilon, binarise, bandOnly } as Partial<GuidedFilterOptions>, meanMae: round(mae / composites.length, 5), meanIou: round(iou / composites.length, 4) });
+        const setting = { radiusScale, epsilon, binarise, bandOnly };
+        const scores = cases.map((item) => compareAlpha(refineMask(item.image, baselines.get(item.name)!, refineOptions(setting, item.image.width, item.image.height)).alpha, item.alpha));
+        results.push({ options: setting, groups: byGroup(cases, scores) });
       }
     }
   }
@@ -220,12 +281,12 @@ interface ColourRow {
   estimatedWithTrueAlpha: number;
 }
 
-async function colourErrors(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry, refine: Partial<GuidedFilterOptions>) {
+async function colourErrors(cases: readonly Case[], maps: ReadonlyMap<string, Maps>, entry: ModelEntry) {
   const rows: ColourRow[] = [];
   for (const item of cases) {
-    if (!item.foreground) continue;
+    if (item.group !== 'soft' || !item.foreground) continue;
     const predicted = await baseline(item.image, maps.get(item.name)!, entry);
-    const refined = refineMask(item.image, predicted, refine);
+    const refined = refineMask(item.image, predicted);
     rows.push({
       name: item.name,
       imageColours: round(foregroundError(item.image.rgb, item.foreground, item.alpha), 2),
@@ -262,7 +323,7 @@ function medianCpuMs(reps: number, work: () => unknown): number {
 }
 
 /** Each added step against the removal it is added to: decode → preprocess → infer → postprocess → PNG encode. */
-async function timings(session: BenchSession, entry: ModelEntry, refine: Partial<GuidedFilterOptions>) {
+async function timings(session: BenchSession, entry: ModelEntry) {
   const reps = quick ? 2 : 4;
   const rows = [];
   for (const name of ['photo-2mp', 'photo-12mp']) {
@@ -282,7 +343,7 @@ async function timings(session: BenchSession, entry: ModelEntry, refine: Partial
       'post_process (output size)': await medianMs(reps, () => cleanMask(mask)),
       'post_process (1024²)': await medianMs(reps, () => fitMask(cleanMask(modelMask(output, entry.postprocess)), image)),
       'post_process (1024²), over fitMask': 0,
-      refineMask: await medianMs(reps, () => refineMask(image, mask, refine)),
+      refineMask: await medianMs(reps, () => refineMask(image, mask)),
       estimateForeground: await medianMs(reps, () => estimateForeground(image, mask.alpha)),
       'mirror + average': await medianMs(reps, () => averageMirrored(output, mirrorInput(input))),
       'quality=high (+1 inference + mirror + average)': 0,
@@ -291,7 +352,7 @@ async function timings(session: BenchSession, entry: ModelEntry, refine: Partial
     const cpuMs = {
       'post_process (output size)': medianCpuMs(reps, () => cleanMask(mask)),
       'post_process (1024²), over fitMask': medianCpuMs(reps, () => cleanMask(modelMask(output, entry.postprocess))),
-      refineMask: medianCpuMs(reps, () => refineMask(image, mask, refine)),
+      refineMask: medianCpuMs(reps, () => refineMask(image, mask)),
       estimateForeground: medianCpuMs(reps, () => estimateForeground(image, mask.alpha)),
       'mirror + average': medianCpuMs(reps, () => averageMirrored(output, mirrorInput(input))),
     };
@@ -330,7 +391,7 @@ async function main(): Promise<void> {
   console.error(`model ${entry.name}, load average ${loadBefore.join(' ')}`);
 
   if (process.argv.includes('--timing-only')) {
-    const time = await timings(session, entry, {});
+    const time = await timings(session, entry);
     printTimings(time);
     await session.session.release();
     console.log(`\n${JSON.stringify({ model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), time })}`);
@@ -345,26 +406,29 @@ async function main(): Promise<void> {
   }
 
   const tuning = await tuneRefine(cases, maps, entry);
-  console.log('\nrefine tuning on the composites (radius = scale × default; default radius = 4 px per 1024 px of long side)');
-  console.log('radius×  epsilon  binarise  bandOnly   mean MAE  mean IoU');
+  const scoreCells = (groups: GroupScores): string => GROUPS.map((group) => `${groups[group].mae.toFixed(5).padStart(10)}${groups[group].iou.toFixed(4).padStart(8)}`).join('  ');
+  const groupHeader = GROUPS.map((group) => `${`${group} MAE`.padStart(10)}${'IoU'.padStart(8)}`).join('  ');
+  console.log('\nrefine tuning (radius = scale × default; default radius = 4 px per 1024 px of long side)');
+  console.log(`radius×  epsilon  binarise  bandOnly ${groupHeader}`);
   for (const row of tuning) {
-    const options = row.options as { radiusScale: number; epsilon: number; binarise: boolean; bandOnly: boolean };
-    console.log(`${String(options.radiusScale).padStart(7)}${String(options.epsilon).padStart(9)}${String(options.binarise).padStart(10)}${String(options.bandOnly).padStart(10)}${row.meanMae.toFixed(5).padStart(11)}${row.meanIou.toFixed(4).padStart(10)}`);
+    const { radiusScale, epsilon, binarise, bandOnly } = row.options;
+    console.log(`${String(radiusScale).padStart(7)}${String(epsilon).padStart(9)}${String(binarise).padStart(10)}${String(bandOnly).padStart(10)}${scoreCells(row.groups)}`);
   }
-  const refine: Partial<GuidedFilterOptions> = {};
+  // Soft and hard truths weigh the same: one favours the model's blur, the other sharp edges.
+  const best = tuning.reduce((winner, row) => (row.groups.soft.mae + row.groups.hard.mae < winner.groups.soft.mae + winner.groups.hard.mae ? row : winner));
+  console.log(`best of grid (least soft + hard MAE): ${JSON.stringify(best.options)}`);
 
-  const quality = await scoreVariants(cases, maps, entry, refine);
-  console.log(`\nalpha against the truth: ${cases.length - 1} composites (mean) and the parity image`);
-  console.log('variant                       mean MAE  mean IoU  | parity MAE  parity IoU');
-  for (const row of quality) {
-    console.log(`${row.variant.padEnd(28)}${row.meanMae.toFixed(5).padStart(10)}${row.meanIou.toFixed(4).padStart(10)}  |${row.parityMae.toFixed(5).padStart(11)}${row.parityIou.toFixed(4).padStart(12)}`);
-  }
-  console.log('\nper case MAE / IoU');
+  const quality = await scoreVariants(cases, maps, entry, best.options);
+  const count = (group: Group): number => cases.filter((item) => item.group === group).length;
+  console.log(`\nalpha against the truth: mean of ${count('soft')} soft and ${count('hard')} hard composites, and the parity image`);
+  console.log(`${'variant'.padEnd(28)}${groupHeader}`);
+  for (const row of quality) console.log(`${row.variant.padEnd(28)}${scoreCells(row.groups)}`);
+  console.log(`\nper case MAE / IoU: ${quality.map((row) => row.variant).join(' | ')}`);
   for (const [index, item] of cases.entries()) {
-    console.log(`${item.name.padEnd(26)}${quality.map((row) => `${row.perCase[index]!.mae.toFixed(4)}/${row.perCase[index]!.iou.toFixed(3)}`.padStart(15)).join('')}`);
+    console.log(`${item.name.padEnd(33)}${quality.map((row) => `${row.perCase[index]!.mae.toFixed(4)}/${row.perCase[index]!.iou.toFixed(3)}`.padStart(15)).join('')}`);
   }
 
-  const colour = await colourErrors(cases, maps, entry, refine);
+  const colour = await colourErrors(cases, maps, entry);
   console.log('\nforeground colour error where the true alpha is 5–95% (mean |ΔRGB| in levels, weighted by true alpha)');
   console.log('case                        image colours  estimated (model α)  (refined α)  (true α)');
   for (const row of colour.perCase) {
@@ -372,11 +436,11 @@ async function main(): Promise<void> {
   }
   console.log(`${'mean'.padEnd(26)}${colour.imageColours.toFixed(2).padStart(15)}${colour.estimatedWithModelAlpha.toFixed(2).padStart(21)}${colour.estimatedWithRefinedAlpha.toFixed(2).padStart(13)}${colour.estimatedWithTrueAlpha.toFixed(2).padStart(10)}`);
 
-  const time = await timings(session, entry, refine);
+  const time = await timings(session, entry);
   printTimings(time);
   await session.session.release();
 
-  const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, quality, colour, time };
+  const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, bestRefine: best.options, quality, colour, time };
   console.log(`\n${JSON.stringify(record)}`);
 }
 
