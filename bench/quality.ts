@@ -256,7 +256,7 @@ async function tuneRefine(cases: readonly Case[], maps: ReadonlyMap<string, Maps
   const baselines = new Map<string, AlphaMask>();
   for (const item of cases) baselines.set(item.name, await baseline(item.image, maps.get(item.name)!, entry));
   const results: TuningRow[] = [];
-  for (const radiusScale of quick ? [0.5, 1] : [0.5, 1, 2]) {
+  for (const radiusScale of quick ? [1, 2] : [0.5, 1, 2, 4]) {
     for (const epsilon of quick ? [1e-3] : [1e-4, 1e-3, 1e-2]) {
       for (const [binarise, bandOnly] of [
         [false, false],
@@ -408,7 +408,7 @@ async function main(): Promise<void> {
   const tuning = await tuneRefine(cases, maps, entry);
   const scoreCells = (groups: GroupScores): string => GROUPS.map((group) => `${groups[group].mae.toFixed(5).padStart(10)}${groups[group].iou.toFixed(4).padStart(8)}`).join('  ');
   const groupHeader = GROUPS.map((group) => `${`${group} MAE`.padStart(10)}${'IoU'.padStart(8)}`).join('  ');
-  console.log('\nrefine tuning (radius = scale × default; default radius = 4 px per 1024 px of long side)');
+  console.log('\nrefine tuning (radius = scale × default; default radius = 2 px per 1024 px of long side)');
   console.log(`radius×  epsilon  binarise  bandOnly ${groupHeader}`);
   for (const row of tuning) {
     const { radiusScale, epsilon, binarise, bandOnly } = row.options;

@@ -20,12 +20,15 @@ export interface GuidedFilterOptions {
 
 /**
  * The model's mask comes from a 1024² map, so its edge is about
- * max(width, height) / 1024 pixels soft; the window has to span that.
+ * max(width, height) / 1024 pixels soft. Tuned with `npm run bench:quality`
+ * (bench/NOTES.md, issue 5): a window of 2 px per 1024 px of the long side,
+ * a small epsilon, the thresholded mask as input and changes confined to the
+ * model's uncertain band gave the least error; wider windows and the raw
+ * mask as input made every score worse than no refinement.
  */
 export function defaultGuidedFilterOptions(width: number, height: number): GuidedFilterOptions {
-  const upscale = Math.max(width, height) / 1024;
-  const radius = Math.max(2, Math.round(4 * upscale));
-  return { radius, epsilon: 1e-3, subsample: Math.max(1, Math.round(radius / 4)), binarise: false, bandOnly: false };
+  const radius = Math.max(1, Math.round((2 * Math.max(width, height)) / 1024));
+  return { radius, epsilon: 1e-4, subsample: Math.max(1, Math.round(radius / 4)), binarise: true, bandOnly: true };
 }
 
 const RED = 0.299 / 255;
