@@ -9,10 +9,12 @@
  *
  *   npm run bench:quality            (node dist/bench/quality.js [--quick] [--timing-only])
  *
- * Prints tables and, last, one JSON line with every figure.
+ * Prints tables and, last, one JSON line with every figure (also written to bench/.results/).
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { loadConfig } from '../functions/config';
-import { findModel, type ModelEntry } from '../functions/model/registry';
+import { findModel, type ModelEntry, PROJECT_ROOT } from '../functions/model/registry';
 import { averageMirrored, mirrorInput } from '../functions/pipeline/augment';
 import { decodeImage } from '../functions/pipeline/decode';
 import { encode } from '../functions/pipeline/encode';
@@ -30,6 +32,7 @@ import { benchImage, seededRandom } from './images';
 import { loadAverage, median, round, timed } from './stats';
 
 const MAX_PIXELS = { maxInputPixels: Number.MAX_SAFE_INTEGER };
+const RESULTS_DIR = path.join(PROJECT_ROOT, 'bench', '.results');
 const quick = process.argv.includes('--quick');
 
 /**
@@ -206,6 +209,9 @@ function variants(tuned: RefineSetting): Record<string, (image: DecodedImage, ma
     'post_process (1024²)': (image, maps, entry) => fitMask(cleanMask(modelMask(maps.plain, entry.postprocess)), image),
     'refine (default)': async (image, maps, entry) => refineMask(image, await baseline(image, maps, entry)),
     'refine (best of grid)': async (image, maps, entry) => refineTuned(image, await baseline(image, maps, entry)),
+    // The fast guided filter's grid at the model's own pixel size: the mask has no finer detail than that.
+    'refine (grid = model pixel)': async (image, maps, entry) =>
+      refineMask(image, await baseline(image, maps, entry), { subsample: Math.max(1, Math.round(Math.max(image.width, image.height) / entry.inputSize)) }),
     'quality=high': high,
     'high + refine (default)': async (image, maps, entry) => refineMask(image, await high(image, maps, entry)),
   };
@@ -332,6 +338,7 @@ async function timings(session: BenchSession, entry: ModelEntry) {
     const input = await preprocess(image, entry);
     const output = { size: input.size, data: await runOnce(session, inputTensor(input)) };
     const mask = await postprocess(output, entry.postprocess, image);
+    const modelPixel = Math.max(1, Math.round(Math.max(image.width, image.height) / entry.inputSize));
     const removalMs = await medianMs(reps, async () => {
       const decoded = await decodeImage(bytes, MAX_PIXELS);
       const tensor = inputTensor(await preprocess(decoded, entry));
@@ -344,6 +351,7 @@ async function timings(session: BenchSession, entry: ModelEntry) {
       'post_process (1024²)': await medianMs(reps, () => fitMask(cleanMask(modelMask(output, entry.postprocess)), image)),
       'post_process (1024²), over fitMask': 0,
       refineMask: await medianMs(reps, () => refineMask(image, mask)),
+      'refineMask (grid = model pixel)': await medianMs(reps, () => refineMask(image, mask, { subsample: modelPixel })),
       estimateForeground: await medianMs(reps, () => estimateForeground(image, mask.alpha)),
       'mirror + average': await medianMs(reps, () => averageMirrored(output, mirrorInput(input))),
       'quality=high (+1 inference + mirror + average)': 0,
@@ -353,6 +361,7 @@ async function timings(session: BenchSession, entry: ModelEntry) {
       'post_process (output size)': medianCpuMs(reps, () => cleanMask(mask)),
       'post_process (1024²), over fitMask': medianCpuMs(reps, () => cleanMask(modelMask(output, entry.postprocess))),
       refineMask: medianCpuMs(reps, () => refineMask(image, mask)),
+      'refineMask (grid = model pixel)': medianCpuMs(reps, () => refineMask(image, mask, { subsample: modelPixel })),
       estimateForeground: medianCpuMs(reps, () => estimateForeground(image, mask.alpha)),
       'mirror + average': medianCpuMs(reps, () => averageMirrored(output, mirrorInput(input))),
     };
@@ -442,6 +451,8 @@ async function main(): Promise<void> {
 
   const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, bestRefine: best.options, quality, colour, time };
   console.log(`\n${JSON.stringify(record)}`);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(path.join(RESULTS_DIR, `quality-${record.date.replace(/[:.]/g, '-')}.json`), `${JSON.stringify(record, null, 1)}\n`);
 }
 
 main().catch((error: unknown) => {
