@@ -28,7 +28,7 @@ export const GENERATED_SIZES = [
 const CACHE_DIR = path.join(PROJECT_ROOT, 'bench', '.cache');
 
 /** mulberry32: a small seeded generator, so the "noise" is the same on every run. */
-function seededRandom(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

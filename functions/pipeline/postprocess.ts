@@ -31,13 +31,21 @@ function applyInputAlpha(mask: Buffer, inputAlpha: Buffer): void {
   }
 }
 
-export async function postprocess(
-  output: ModelOutput,
-  method: MaskPostprocess,
-  target: { width: number; height: number; alpha: Buffer | null },
-): Promise<AlphaMask> {
-  const bytes = normaliseToBytes(output, method);
-  const alpha = await sharp(bytes, { raw: { width: output.size, height: output.size, channels: 1 } })
+/** The image a mask is fitted to: its size and its own alpha, if any. */
+export interface MaskTarget {
+  width: number;
+  height: number;
+  alpha: Buffer | null;
+}
+
+/** The model's map as a mask at the model's square size, before it is fitted to the image. */
+export function modelMask(output: ModelOutput, method: MaskPostprocess): AlphaMask {
+  return { width: output.size, height: output.size, alpha: normaliseToBytes(output, method) };
+}
+
+/** Resizes a mask to the image and applies the image's own alpha. */
+export async function fitMask(mask: AlphaMask, target: MaskTarget): Promise<AlphaMask> {
+  const alpha = await sharp(mask.alpha, { raw: { width: mask.width, height: mask.height, channels: 1 } })
     .resize(target.width, target.height, { fit: 'fill', kernel: 'lanczos3' })
     // A resized 1-channel raw image comes back with 3 channels unless told otherwise.
     .extractChannel(0)
@@ -45,4 +53,8 @@ export async function postprocess(
     .toBuffer();
   if (target.alpha) applyInputAlpha(alpha, target.alpha);
   return { width: target.width, height: target.height, alpha };
+}
+
+export function postprocess(output: ModelOutput, method: MaskPostprocess, target: MaskTarget): Promise<AlphaMask> {
+  return fitMask(modelMask(output, method), target);
 }
