@@ -13,7 +13,7 @@ import { loadConfig } from '../functions/config';
 import { PROJECT_ROOT } from '../functions/model/registry';
 import { FOREGROUND_ALPHA_THRESHOLD, foregroundBox } from '../functions/pipeline/layout';
 import type { Box } from '../functions/pipeline/types';
-import { alphaChannel, fixture, rawPixels } from './support/images';
+import { alphaChannel, compareAlpha, fixture, rawPixels } from './support/images';
 import { bodyBytes, type ErrorBody, postForm, postImage } from './support/http';
 import { listen, type RunningServer, startLocalServer } from './support/servers';
 import { readZip } from './support/zip';
@@ -275,6 +275,26 @@ test('image_url: refused addresses and failed fetches are 400s that say why', as
     'invalid_parameter',
     /bg_image_url refused/,
   );
+});
+
+test('quality=high, refine and post_process change the matte, stay close to it, and show in Server-Timing', async () => {
+  const matte = async (query: string): Promise<{ alpha: Buffer; timing: string }> => {
+    const response = await postImage(`${removal}?channels=alpha&${query}`, CAR);
+    const alpha = await alphaChannel(await expectImage(response, 'image/png'));
+    return { alpha: alpha.data, timing: response.headers.get('server-timing') ?? '' };
+  };
+  const fractional = (alpha: Buffer): number => alpha.filter((value) => value > 0 && value < 255).length / alpha.length;
+  const baseline = await matte('quality=fast');
+  for (const query of ['quality=high', 'refine=true', 'post_process=true']) {
+    const variant = await matte(query);
+    assert.notDeepEqual(variant.alpha, baseline.alpha, `${query} changes the matte`);
+    const { iou } = compareAlpha(variant.alpha, baseline.alpha);
+    assert.ok(iou > 0.85, `${query} keeps the subject: IoU ${iou.toFixed(3)}`);
+    if (query === 'refine=true') assert.match(variant.timing, /refine;dur=/);
+    if (query === 'post_process=true') {
+      assert.ok(fractional(variant.alpha) < fractional(baseline.alpha) / 2, 'post_process leaves fewer soft pixels');
+    }
+  }
 });
 
 test('model: unknown, not allowed, weights missing, and another allowed model', async () => {

@@ -1,4 +1,5 @@
 import type { LoadedModel } from '../model/session';
+import { averageMirrored, mirrorInput } from './augment';
 import type { ModelInput, ModelOutput } from './types';
 
 /** The input's buffer is handed to the inference worker, so `input` is unusable afterwards. */
@@ -10,4 +11,12 @@ export async function infer(model: LoadedModel, input: ModelInput): Promise<Mode
   }
   // Channel 0 of the first map, as rembg reads it.
   return output.data.length === planeSize ? output : { size: output.size, data: output.data.subarray(0, planeSize) };
+}
+
+/** `quality=high`: the model over the image and over its mirror image, averaged. */
+export async function inferMirrored(model: LoadedModel, input: ModelInput): Promise<ModelOutput> {
+  // Made before the first inference, which hands `input`'s buffer to the worker.
+  const mirrored = mirrorInput(input);
+  const output = await infer(model, input);
+  return averageMirrored(output, await infer(model, mirrored));
 }

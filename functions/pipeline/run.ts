@@ -4,13 +4,15 @@ import { colourBackdrop, imageBackdrop } from './background';
 import type { Backdrop } from './composite';
 import { decodeImage } from './decode';
 import { encode } from './encode';
-import { infer } from './infer';
+import { estimateForeground } from './foreground';
+import { infer, inferMirrored } from './infer';
 import { layout } from './layout';
 import { postprocess } from './postprocess';
 import { preprocess } from './preprocess';
-import type { Box, DecodedImage, EncodedImage } from './types';
+import { refineMask } from './refine';
+import type { Box, DecodedImage, EncodedImage, RgbImage } from './types';
 
-export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'layout' | 'encode';
+export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'encode';
 export type StageTimings = Partial<Record<Stage, number>>;
 
 /** The bytes of one request's images, and what to do with them. */
@@ -72,12 +74,21 @@ export async function removeBackground(job: RemovalJob, context: RemovalContext)
   const model = await clock.time('load', () => holder.get(options.model));
   const input = await clock.time('preprocess', () => preprocess(image, model.entry));
   const queuedAt = performance.now();
+  // Both passes of quality=high run in one slot, so the request queues once.
   const output = await holder.runInference(() => {
     clock.timings.queue = performance.now() - queuedAt;
-    return clock.time('infer', () => infer(model, input));
+    return clock.time('infer', () => (options.quality === 'high' ? inferMirrored(model, input) : infer(model, input)));
   }, context.signal);
-  const mask = await clock.time('postprocess', () => postprocess(output, model.entry.postprocess, image));
-  const laidOut = await clock.time('layout', () => layout(image, mask, options.layout, image.width / image.sourceWidth));
+  let mask = await clock.time('postprocess', () => postprocess(output, model.entry.postprocess, image, options.postProcess));
+  let colours: RgbImage = image;
+  if (options.refine) {
+    await clock.time('refine', () => {
+      mask = refineMask(image, mask);
+      colours = { width: image.width, height: image.height, rgb: estimateForeground(image, mask.alpha) };
+      return Promise.resolve();
+    });
+  }
+  const laidOut = await clock.time('layout', () => layout(colours, mask, options.layout, image.width / image.sourceWidth));
   const encoded = await clock.time('encode', async () =>
     encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
   );
