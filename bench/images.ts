@@ -8,6 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { PROJECT_ROOT } from '../functions/model/registry';
 import { fixture } from '../test/support/images';
+import { seededRandom } from '../test/support/random';
 
 export interface BenchImage {
   name: string;
@@ -26,18 +27,6 @@ export const GENERATED_SIZES = [
 ] as const;
 
 const CACHE_DIR = path.join(PROJECT_ROOT, 'bench', '.cache');
-
-/** mulberry32: a small seeded generator, so the "noise" is the same on every run. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Low-frequency colour variation: a coarse random grid upscaled smoothly, like out-of-focus scenery. */
 async function smoothNoise(width: number, height: number, random: () => number): Promise<Buffer> {

@@ -18,7 +18,7 @@ export type ErrorCode =
   | 'not_found'
   | 'internal';
 
-const STATUS_BY_CODE: Record<ErrorCode, number> = {
+export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   bad_request: 400,
   missing_image: 400,
   invalid_parameter: 400,

@@ -102,7 +102,8 @@ export async function readUpload(request: RawRequest, limits: UploadLimits): Pro
     if (body.length > limits.maxUploadBytes) throw tooLarge(limits);
     return { image: body, fields: {} };
   }
-  if (body.length === 0) throw missingImage();
+  // The functions framework does not read a body that has no Content-Type, so only the header tells it was sent.
+  if (body.length === 0 && !(Number(request.headers['content-length']) > 0)) throw missingImage();
   throw new ApiError(
     'unsupported_media_type',
     `Content-Type ${mediaType || '(none)'} is not accepted: use multipart/form-data, image/* or application/octet-stream.`,

@@ -18,3 +18,25 @@ export function postForm(url: string, parts: Record<string, Buffer | string>): P
 export async function bodyBytes(response: Response): Promise<Buffer> {
   return Buffer.from(await response.arrayBuffer());
 }
+
+export interface FormPart {
+  name: string;
+  /** A file part when set; a plain field otherwise. */
+  filename?: string;
+  data: Buffer | string;
+}
+
+export const TEST_BOUNDARY = 'detourage-test-boundary';
+
+/** A multipart/form-data body built by hand, so tests can damage its framing byte by byte. */
+export function multipartBody(parts: readonly FormPart[], boundary = TEST_BOUNDARY): { body: Buffer; contentType: string } {
+  const pieces: Buffer[] = [];
+  for (const part of parts) {
+    const filename = part.filename === undefined ? '' : `; filename="${part.filename}"`;
+    const type = part.filename === undefined ? '' : '\r\nContent-Type: application/octet-stream';
+    pieces.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"${filename}${type}\r\n\r\n`));
+    pieces.push(Buffer.isBuffer(part.data) ? part.data : Buffer.from(part.data), Buffer.from('\r\n'));
+  }
+  pieces.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(pieces), contentType: `multipart/form-data; boundary=${boundary}` };
+}
