@@ -6,7 +6,7 @@ import { loadConfig } from '../functions/config';
 import { type Answer, judgeAnswer, receive } from './support/answers';
 import { type HostileCase, type HostileGroup, hostileCases, POLYGLOT_TAIL } from './support/hostile';
 import { fixture } from './support/images';
-import { postImage } from './support/http';
+import { postBody, postImage } from './support/http';
 import { listen, type RunningServer, startFunction, startLocalServer } from './support/servers';
 
 /** Records every request, so a test can prove an SVG reference was never followed. */
@@ -30,11 +30,8 @@ after(async () => {
   await Promise.all([probe.close(), deployed.close(), local.close()]);
 });
 
-function send(server: RunningServer, hostile: Pick<HostileCase, 'body' | 'contentType'>, init: RequestInit = {}): Promise<Response> {
-  const headers: Record<string, string> = hostile.contentType === undefined ? {} : { 'content-type': hostile.contentType };
-  // fetch would add text/plain for a body with no type; an empty Blob type sends none.
-  const body = hostile.contentType === undefined ? new Blob([hostile.body]) : hostile.body;
-  return fetch(`${server.url}/remove-background`, { method: 'POST', body, headers, ...init });
+function send(server: RunningServer, hostile: Pick<HostileCase, 'body' | 'contentType'>): Promise<Response> {
+  return postBody(`${server.url}/remove-background`, hostile.body, hostile.contentType);
 }
 
 async function assertStillServes(server: RunningServer): Promise<void> {

@@ -6,6 +6,13 @@ export function postImage(url: string, image: Buffer, contentType = 'image/jpeg'
   return fetch(url, { method: 'POST', body: image, headers: { 'content-type': contentType }, ...init });
 }
 
+/** Posts `body` as it is; an undefined `contentType` sends no Content-Type header at all. */
+export function postBody(url: string, body: Buffer, contentType: string | undefined, init: RequestInit = {}): Promise<Response> {
+  // fetch would label a bare Buffer text/plain; a Blob with no type goes without the header.
+  if (contentType === undefined) return fetch(url, { method: 'POST', body: new Blob([body]), ...init });
+  return fetch(url, { method: 'POST', body, headers: { 'content-type': contentType }, ...init });
+}
+
 export function postForm(url: string, parts: Record<string, Buffer | string>): Promise<Response> {
   const form = new FormData();
   for (const [name, value] of Object.entries(parts)) {
