@@ -195,7 +195,8 @@ export async function runFuzz(
         answer = await receive(await postBody(url, fuzzCase.body, fuzzCase.contentType));
         problem = await judgeAnswer(answer, { anything: true });
       } catch (error) {
-        problem = `no answer: ${(error as Error).message} ${String((error as Error).cause ?? '')}`;
+        const cause = (error as Error).cause as Error | undefined;
+        problem = `no answer: ${(error as Error).message}${cause ? ` (${cause.message})` : ''}`;
       }
       const status = answer?.status ?? 'none';
       report.cases += 1;
