@@ -89,13 +89,19 @@ async function generated(name: string, width: number, height: number): Promise<B
   }
 }
 
-export async function benchImages(): Promise<BenchImage[]> {
+/** rembg's four fixtures, as they are on disk. */
+export async function fixtureImages(): Promise<BenchImage[]> {
   const images: BenchImage[] = [];
   for (const name of FIXTURE_NAMES) {
     const bytes = fixture(name);
     const { width = 0, height = 0, format } = await sharp(bytes).metadata();
     images.push({ name: name.replace(/\.jpg$/, ''), bytes, width, height, contentType: `image/${format}` });
   }
+  return images;
+}
+
+export async function benchImages(): Promise<BenchImage[]> {
+  const images = await fixtureImages();
   for (const { name, width, height } of GENERATED_SIZES) {
     images.push({ name, bytes: await generated(name, width, height), width, height, contentType: 'image/jpeg' });
   }
