@@ -102,26 +102,3 @@ test('a load failure answers 503 with Retry-After, and the next request loads on
     await rm(modelsDir, { recursive: true, force: true });
   }
 });
-
-test('an inference worker that dies mid-request answers that request 503, and the next request gets a new worker', async () => {
-  const server = await startLocalServer(loadConfig({}));
-  try {
-    const url = `${server.url}/remove-background?type=mask`;
-    assert.equal((await fetch(`${server.url}/warmup`)).status, 200);
-    const { holder } = server.detourage;
-    const inferencesBefore = holder.inferenceCount;
-    const inFlight = postImage(url, fixture('car-1.jpg'));
-    while (holder.inferenceCount === inferencesBefore) await new Promise((resolve) => setTimeout(resolve, 10));
-    // What an onnxruntime abort in the worker would look like from the main thread.
-    await (await holder.get()).release();
-    const stopped = await inFlight;
-    assert.equal(stopped.status, 503);
-    assert.equal(stopped.headers.get('retry-after'), '5');
-    assert.equal(((await stopped.json()) as ErrorBody).error.code, 'model_unavailable');
-    assert.equal((await postImage(url, fixture('car-1.jpg'))).status, 200);
-    assert.equal(holder.loadCount, 2);
-    assert.deepEqual(unhandled, []);
-  } finally {
-    await server.close();
-  }
-});
