@@ -8,6 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { PROJECT_ROOT } from '../functions/model/registry';
 import { fixture } from '../test/support/images';
+import { seededRandom } from '../test/support/random';
 
 export interface BenchImage {
   name: string;
@@ -26,18 +27,6 @@ export const GENERATED_SIZES = [
 ] as const;
 
 const CACHE_DIR = path.join(PROJECT_ROOT, 'bench', '.cache');
-
-/** mulberry32: a small seeded generator, so the "noise" is the same on every run. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Low-frequency colour variation: a coarse random grid upscaled smoothly, like out-of-focus scenery. */
 async function smoothNoise(width: number, height: number, random: () => number): Promise<Buffer> {
@@ -100,13 +89,19 @@ async function generated(name: string, width: number, height: number): Promise<B
   }
 }
 
-export async function benchImages(): Promise<BenchImage[]> {
+/** rembg's four fixtures, as they are on disk. */
+export async function fixtureImages(): Promise<BenchImage[]> {
   const images: BenchImage[] = [];
   for (const name of FIXTURE_NAMES) {
     const bytes = fixture(name);
     const { width = 0, height = 0, format } = await sharp(bytes).metadata();
     images.push({ name: name.replace(/\.jpg$/, ''), bytes, width, height, contentType: `image/${format}` });
   }
+  return images;
+}
+
+export async function benchImages(): Promise<BenchImage[]> {
+  const images = await fixtureImages();
   for (const { name, width, height } of GENERATED_SIZES) {
     images.push({ name, bytes: await generated(name, width, height), width, height, contentType: 'image/jpeg' });
   }

@@ -28,7 +28,8 @@ import { boxMean } from '../functions/pipeline/planes';
 import type { AlphaMask, DecodedImage, ModelOutput, RgbImage } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
 import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
-import { benchImage, seededRandom } from './images';
+import { seededRandom } from '../test/support/random';
+import { benchImage } from './images';
 import { loadAverage, median, round, timed } from './stats';
 
 const MAX_PIXELS = { maxInputPixels: Number.MAX_SAFE_INTEGER };
@@ -155,7 +156,7 @@ async function buildCases(session: BenchSession, entry: ModelEntry): Promise<Cas
         cases.push({
           name: `${subject} on ${backgroundName}${group === 'hard' ? ' (hard)' : ''}`,
           group,
-          image: { width: photo.width, height: photo.height, rgb: composite(foreground, truth, backgroundRgb), alpha: null, format: 'raw' },
+          image: { width: photo.width, height: photo.height, sourceWidth: photo.width, sourceHeight: photo.height, rgb: composite(foreground, truth, backgroundRgb), alpha: null, format: 'raw' },
           alpha: truth,
           foreground,
         });
@@ -343,7 +344,7 @@ async function timings(session: BenchSession, entry: ModelEntry) {
       const decoded = await decodeImage(bytes, MAX_PIXELS);
       const tensor = inputTensor(await preprocess(decoded, entry));
       const map = { size: input.size, data: await runOnce(session, tensor) };
-      await encode(decoded, await postprocess(map, entry.postprocess, decoded), { format: 'png', type: 'cutout', background: null });
+      await encode(decoded, await postprocess(map, entry.postprocess, decoded), { format: 'png', channels: 'rgba' });
     });
     const inferMs = await medianMs(reps, () => runOnce(session, inputTensor(input)));
     const steps = {

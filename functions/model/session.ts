@@ -61,7 +61,9 @@ class WorkerModel implements LoadedModel {
     });
     const die = (reason: string): void => {
       this.dead = true;
-      for (const waiting of this.pending.values()) waiting.reject(new Error(reason));
+      // Not the request's fault, and the next request gets a fresh worker: a retry will do.
+      const stopped = modelUnavailable('The inference worker stopped while running this request; retry shortly.', new Error(reason));
+      for (const waiting of this.pending.values()) waiting.reject(stopped);
       this.pending.clear();
     };
     worker.on('error', (error) => die(`inference worker crashed: ${error.message}`));

@@ -2,9 +2,6 @@ import { ApiError } from '../errors';
 import { sharp } from './sharp';
 import type { DecodedImage } from './types';
 
-/** What sharp's metadata calls the formats we accept. AVIF reports as heif with av1 compression. */
-const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
-
 export interface DecodeLimits {
   maxInputPixels: number;
   /** Larger images are scaled down to this many pixels while decoding (JPEG shrinks on load). */
@@ -22,16 +19,46 @@ function fittedSize(size: { width: number; height: number }, maxPixels: number |
   return { width: Math.max(1, Math.floor(size.width * factor)), height: Math.max(1, Math.floor(size.height * factor)) };
 }
 
+/**
+ * The format the leading bytes announce, named as sharp's metadata names it
+ * (AVIF is heif with av1 compression), or null. libvips would otherwise try
+ * every loader it has: SVG (librsvg, which resolves references), PDF and the
+ * rest never see an upload unless its first bytes are one of ours.
+ */
+export function sniffFormat(bytes: Buffer): string | null {
+  const startsWith = (signature: string | number[], offset = 0): boolean => {
+    const expected = typeof signature === 'string' ? Buffer.from(signature, 'latin1') : Buffer.from(signature);
+    return bytes.length >= offset + expected.length && bytes.subarray(offset, offset + expected.length).equals(expected);
+  };
+  if (startsWith([0xff, 0xd8, 0xff])) return 'jpeg';
+  if (startsWith([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'png';
+  if (startsWith('GIF87a') || startsWith('GIF89a')) return 'gif';
+  if (startsWith('RIFF') && startsWith('WEBP', 8)) return 'webp';
+  // Classic and BigTIFF, either byte order.
+  if (startsWith('II*\0') || startsWith('MM\0*') || startsWith('II+\0') || startsWith('MM\0+')) return 'tiff';
+  // An ISO-BMFF file; readHeader's caller keeps only AVIF among them.
+  if (startsWith('ftyp', 4)) return 'heif';
+  return null;
+}
+
+function unreadableHeader(cause?: unknown): ApiError {
+  return new ApiError('corrupt_image', 'The image header could not be read: the file is corrupt or truncated.', { cause });
+}
+
 async function readHeader(bytes: Buffer): Promise<import('sharp').Metadata> {
-  try {
-    return await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (error) {
-    const message = (error as Error).message;
-    if (/unsupported image format/i.test(message)) {
-      throw new ApiError('unsupported_media_type', 'The upload is not an image in a supported format (JPEG, PNG, WebP, AVIF, GIF or TIFF).');
-    }
-    throw new ApiError('corrupt_image', 'The image header could not be read: the file is corrupt or truncated.', { cause: error });
+  const announced = sniffFormat(bytes);
+  if (announced === null) {
+    throw new ApiError('unsupported_media_type', 'The upload is not an image in a supported format (JPEG, PNG, WebP, AVIF, GIF or TIFF).');
   }
+  let header: import('sharp').Metadata;
+  try {
+    header = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw unreadableHeader(error);
+  }
+  // The loader libvips chose must be the one the signature named, or some other loader read our bytes.
+  if (header.format !== announced) throw unreadableHeader();
+  return header;
 }
 
 /**
@@ -41,7 +68,7 @@ async function readHeader(bytes: Buffer): Promise<import('sharp').Metadata> {
 export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<DecodedImage> {
   const header = await readHeader(bytes);
   const format = header.format;
-  if (!ACCEPTED_FORMATS.has(format) || (format === 'heif' && header.compression !== 'av1')) {
+  if (format === 'heif' && header.compression !== 'av1') {
     throw new ApiError('unsupported_media_type', `Images of format ${format} are not supported; send JPEG, PNG, WebP, AVIF, GIF or TIFF.`);
   }
   const width = header.width ?? 0;

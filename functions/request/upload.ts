@@ -128,7 +128,9 @@ export async function readRequestBody(request: RawRequest, limits: UploadLimits)
   if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
     return { files: {}, fields: body.length === 0 ? {} : parseJsonFields(body) };
   }
-  if (body.length === 0) return { files: {}, fields: {} };
+  // The functions framework does not read a body that has no Content-Type, so only the header tells it was sent.
+  const bodySent = body.length > 0 || Number(request.headers['content-length']) > 0;
+  if (!bodySent) return { files: {}, fields: {} };
   if (mediaType.startsWith('image/') || mediaType === 'application/octet-stream') {
     if (body.length > limits.maxUploadBytes) throw tooLarge(limits);
     return { files: { image_file: body }, fields: {} };

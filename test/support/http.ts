@@ -6,6 +6,13 @@ export function postImage(url: string, image: Buffer, contentType = 'image/jpeg'
   return fetch(url, { method: 'POST', body: image, headers: { 'content-type': contentType }, ...init });
 }
 
+/** Posts `body` as it is; an undefined `contentType` sends no Content-Type header at all. */
+export function postBody(url: string, body: Buffer, contentType: string | undefined, init: RequestInit = {}): Promise<Response> {
+  // fetch would label a bare Buffer text/plain; a Blob with no type goes without the header.
+  if (contentType === undefined) return fetch(url, { method: 'POST', body: new Blob([body]), ...init });
+  return fetch(url, { method: 'POST', body, headers: { 'content-type': contentType }, ...init });
+}
+
 export function postForm(url: string, parts: Record<string, Buffer | string>): Promise<Response> {
   const form = new FormData();
   for (const [name, value] of Object.entries(parts)) {
@@ -17,4 +24,26 @@ export function postForm(url: string, parts: Record<string, Buffer | string>): P
 
 export async function bodyBytes(response: Response): Promise<Buffer> {
   return Buffer.from(await response.arrayBuffer());
+}
+
+export interface FormPart {
+  name: string;
+  /** A file part when set; a plain field otherwise. */
+  filename?: string;
+  data: Buffer | string;
+}
+
+export const TEST_BOUNDARY = 'detourage-test-boundary';
+
+/** A multipart/form-data body built by hand, so tests can damage its framing byte by byte. */
+export function multipartBody(parts: readonly FormPart[], boundary = TEST_BOUNDARY): { body: Buffer; contentType: string } {
+  const pieces: Buffer[] = [];
+  for (const part of parts) {
+    const filename = part.filename === undefined ? '' : `; filename="${part.filename}"`;
+    const type = part.filename === undefined ? '' : '\r\nContent-Type: application/octet-stream';
+    pieces.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"${filename}${type}\r\n\r\n`));
+    pieces.push(Buffer.isBuffer(part.data) ? part.data : Buffer.from(part.data), Buffer.from('\r\n'));
+  }
+  pieces.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(pieces), contentType: `multipart/form-data; boundary=${boundary}` };
 }
