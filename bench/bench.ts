@@ -16,13 +16,11 @@ import { loadConfig } from '../functions/config';
 import { findModel, modelFilePath, registry } from '../functions/model/registry';
 import { type BenchImage, benchImages } from './images';
 import { type FloorResult, measureFloor } from './floor';
-import { removal, type RemovalSample, type ServerProcess, spawnServer, waitForHealth, warmup } from './server-process';
+import { DEPLOYED_ENV, removal, type RemovalSample, type ServerProcess, spawnServer, waitForHealth, warmup } from './server-process';
 import { loadAverage, median, percentile, peakRssMiB, resetPeakRss, round, rssMiB } from './stats';
 
 const STAGES = ['decode', 'load', 'preprocess', 'queue', 'infer', 'postprocess', 'encode'] as const;
 const LARGE_IMAGE_PIXELS = 4_000_000;
-/** The serving process runs as scripts/deploy.sh runs it, so its memory is the deployed one. */
-const DEPLOYED_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 const FORMAT_QUERIES = ['?format=png', '?format=webp', '?format=jpeg', '?format=zip', '?channels=alpha&format=png', '?channels=alpha&format=webp'] as const;
 const FORMAT_IMAGE = 'anime-girl-1';
 const COLD_IMAGE = 'anime-girl-1';

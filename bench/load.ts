@@ -19,7 +19,7 @@ import { hostileCases } from '../test/support/hostile';
 import { postBody } from '../test/support/http';
 import { seededRandom } from '../test/support/random';
 import { fixtureImages } from './images';
-import { spawnServer, waitForHealth, warmup } from './server-process';
+import { DEPLOYED_ENV, spawnServer, waitForHealth, warmup } from './server-process';
 import { loadAverage, percentile, peakRssMiB, round, rssMiB } from './stats';
 
 interface WorkItem {
@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   };
 
   const loadBefore = loadAverage();
-  const server = await spawnServer({ LOG_LEVEL: 'error' });
+  const server = await spawnServer({ ...DEPLOYED_ENV, LOG_LEVEL: 'error' });
   const outcomes: Outcome[] = [];
   const rssSamples: number[] = [];
   let sampler: NodeJS.Timeout | undefined;

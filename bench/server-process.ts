@@ -37,6 +37,9 @@ const STOP_GRACE_MS = 5_000;
  * Spawns the compiled local server; `env` adds to (or overrides) this
  * process's environment, `nodeArgs` go before the script (e.g. `-r` a preload).
  */
+/** What scripts/deploy.sh sets for the functions' runtime, so the bench's memory is the deployed one. */
+export const DEPLOYED_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
 export async function spawnServer(env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<ServerProcess> {
   const port = await freeLoopbackPort();
   const spawnedAt = performance.now();
