@@ -11,6 +11,22 @@ const VERSION = 20;
 // 1980-01-01 00:00 in DOS date/time, so the same images give the same bytes.
 const DOS_DATE = (0 << 9) | (1 << 5) | 1;
 
+interface EntryFields {
+  checksum: number;
+  size: number;
+  nameLength: number;
+}
+
+/** The run of fields the local header (at 8) and the central directory entry (at 10) share. */
+function writeEntryFields(header: Buffer, at: number, fields: EntryFields): void {
+  header.writeUInt16LE(STORED, at);
+  header.writeUInt16LE(DOS_DATE, at + 4);
+  header.writeUInt32LE(fields.checksum, at + 6);
+  header.writeUInt32LE(fields.size, at + 10);
+  header.writeUInt32LE(fields.size, at + 14);
+  header.writeUInt16LE(fields.nameLength, at + 18);
+}
+
 /** A minimal ZIP archive (no ZIP64: outputs are far below 4 GiB). */
 export function zipStored(entries: readonly ZipEntry[]): Buffer {
   const locals: Buffer[] = [];
@@ -18,28 +34,18 @@ export function zipStored(entries: readonly ZipEntry[]): Buffer {
   let offset = 0;
   for (const entry of entries) {
     const name = Buffer.from(entry.name, 'utf8');
-    const checksum = crc32(entry.data);
+    const fields = { checksum: crc32(entry.data), size: entry.data.length, nameLength: name.length };
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(VERSION, 4);
-    local.writeUInt16LE(STORED, 8);
-    local.writeUInt16LE(DOS_DATE, 12);
-    local.writeUInt32LE(checksum, 14);
-    local.writeUInt32LE(entry.data.length, 18);
-    local.writeUInt32LE(entry.data.length, 22);
-    local.writeUInt16LE(name.length, 26);
+    writeEntryFields(local, 8, fields);
     locals.push(local, name, entry.data);
 
     const central = Buffer.alloc(46);
     central.writeUInt32LE(0x02014b50, 0);
     central.writeUInt16LE(VERSION, 4);
     central.writeUInt16LE(VERSION, 6);
-    central.writeUInt16LE(STORED, 10);
-    central.writeUInt16LE(DOS_DATE, 14);
-    central.writeUInt32LE(checksum, 16);
-    central.writeUInt32LE(entry.data.length, 20);
-    central.writeUInt32LE(entry.data.length, 24);
-    central.writeUInt16LE(name.length, 28);
+    writeEntryFields(central, 10, fields);
     central.writeUInt32LE(offset, 42);
     centrals.push(central, name);
     offset += local.length + name.length + entry.data.length;
