@@ -73,7 +73,10 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
       if (info.valueTruncated) fail(new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`));
       fields[name] = value;
     });
-    const tooMany = (what: string) => () => fail(new ApiError('bad_request', `The multipart body has too many ${what}.`));
+    // The body's shape is the first thing wrong with it, whatever its parts were called.
+    const tooMany = (what: string) => () => {
+      failure = new ApiError('bad_request', `The multipart body has too many ${what}.`);
+    };
     parser.on('filesLimit', tooMany('files'));
     parser.on('fieldsLimit', tooMany('fields'));
     parser.on('error', (error: Error) => {
