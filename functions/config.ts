@@ -15,6 +15,8 @@ export interface Config {
   maxInputPixels: number;
   /** Intra-op threads for onnxruntime. */
   inferThreads: number;
+  /** onnxruntime's CPU memory arena: 15–25% faster inference for about 250 MiB more peak memory. */
+  cpuArena: boolean;
   /** 0 picks a free port. */
   port: number;
   /** Inferences run side by side; each IS-Net inference needs about 1 GB. */
@@ -71,6 +73,15 @@ function integerSetting(
   return value;
 }
 
+function booleanSetting(env: Env, name: string, fallback: boolean, problems: string[]): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === '1' || raw === 'true') return true;
+  if (raw === '0' || raw === 'false') return false;
+  problems.push(`${name} must be 1 or 0 (true or false), got ${JSON.stringify(env[name])}`);
+  return fallback;
+}
+
 const LOOPBACK_SETTING = 'DETOURAGE_TEST_ALLOW_LOOPBACK_URLS';
 
 function loopbackForTests(env: Env, problems: string[]): boolean {
@@ -117,6 +128,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxUploadBytes: integerSetting(env, 'MAX_UPLOAD_BYTES', 20 * MIB, problems, PLATFORM_REQUEST_LIMIT),
     maxInputPixels: integerSetting(env, 'MAX_INPUT_PIXELS', 40_000_000, problems, 268_402_689),
     inferThreads: integerSetting(env, 'INFER_THREADS', os.availableParallelism(), problems, 64),
+    cpuArena: booleanSetting(env, 'INFER_CPU_ARENA', false, problems),
     port: integerSetting(env, 'PORT', 8080, problems, 65535, 0),
     maxConcurrentInferences: integerSetting(env, 'MAX_CONCURRENT_INFERENCES', 1, problems, 16),
     // Each waiting request holds its decoded pixels (up to ~160 MB at 40 MP): 4 fit beside the model in 2 GiB.

@@ -29,6 +29,7 @@ test('every variable is read', () => {
     MAX_UPLOAD_BYTES: '1000',
     MAX_INPUT_PIXELS: '2000',
     INFER_THREADS: '3',
+    INFER_CPU_ARENA: 'true',
     PORT: '9000',
     MAX_CONCURRENT_INFERENCES: '2',
     MAX_QUEUE: '0',
@@ -48,6 +49,7 @@ test('every variable is read', () => {
       maxUploadBytes: 1000,
       maxInputPixels: 2000,
       inferThreads: 3,
+      cpuArena: true,
       port: 9000,
       maxConcurrentInferences: 2,
       maxQueue: 0,
@@ -72,6 +74,7 @@ test('invalid values are all named in one clear error', () => {
     },
   );
   assert.throws(() => loadConfig({ MAX_UPLOAD_BYTES: '64000000' }), /MAX_UPLOAD_BYTES must be between 1 and 32000000/);
+  assert.throws(() => loadConfig({ INFER_CPU_ARENA: 'yes please' }), /INFER_CPU_ARENA must be 1 or 0/);
 });
 
 test('ALLOWED_MODELS defaults to MODEL, * means the whole registry, and it must name registry models including MODEL', () => {

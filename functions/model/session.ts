@@ -19,17 +19,20 @@ export interface LoadedModel {
 export interface SessionSettings {
   modelsDir: string;
   inferThreads: number;
+  /** onnxruntime's CPU memory arena: faster inference for more memory (INFER_CPU_ARENA). */
+  cpuArena?: boolean;
 }
 
 /**
  * Measured here on IS-Net 1024²: the default CPU arena and memory pattern
- * roughly double peak RSS (2.2–2.5 GB).
+ * roughly double peak RSS (2.2–2.5 GB). The arena alone is worth 15–25% of
+ * inference time for 230–270 MiB (bench/NOTES.md), so it is a setting.
  */
 export function sessionOptions(settings: SessionSettings): InferenceSession.SessionOptions {
   return {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
-    enableCpuMemArena: false,
+    enableCpuMemArena: settings.cpuArena === true,
     enableMemPattern: false,
     executionMode: 'sequential',
     intraOpNumThreads: settings.inferThreads,
