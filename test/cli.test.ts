@@ -10,6 +10,7 @@ import { BatchReporter, DownloadReporter, type OutputStream } from '../functions
 import { wildcardPattern } from '../functions/cli/inputs';
 import { PROJECT_ROOT } from '../functions/model/registry';
 import { parseRemovalOptions } from '../functions/request/options';
+import { readZip } from './support/zip';
 import { alphaChannel, fixture } from './support/images';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'detourage');
@@ -108,6 +109,26 @@ test('remove FILE writes NAME.cutout.png beside it, with alpha', async () => {
   const output = path.join(dir, 'car-1.cutout.png');
   assert.match(run.stderr, new RegExp(`^ok ${path.join(dir, 'car-1.jpg')} → ${output} \\(\\d+ ms\\)\\n$`));
   await assertCutout(await fs.readFile(output));
+});
+
+test('remove takes the API\'s parameters: crop, bg-color, size and refine to a JPEG; channels alpha and a zip', async () => {
+  const dir = await freshDir('parameters', { 'plants-1.jpg': fixture('plants-1.jpg') });
+  const input = path.join(dir, 'plants-1.jpg');
+  const cropped = await detourage(['remove', input, '-o', path.join(dir, 'crop.jpg'), '--crop', '--bg-color', 'white', '--size', 'preview', '--refine']);
+  assert.equal(cropped.code, 0, cropped.stderr);
+  const jpeg = await sharp(await fs.readFile(path.join(dir, 'crop.jpg'))).metadata();
+  assert.equal(jpeg.format, 'jpeg');
+  assert.ok(jpeg.width * jpeg.height <= 250_000, `${jpeg.width}x${jpeg.height} fits size=preview`);
+  const matte = await detourage(['remove', input, '--channels', 'alpha', '-p', 'quality=fast']);
+  assert.equal(matte.code, 0, matte.stderr);
+  const mask = await sharp(await fs.readFile(path.join(dir, 'plants-1.mask.png'))).metadata();
+  assert.deepEqual([mask.channels, mask.width, mask.height], [1, 987, 1481]);
+  const zipped = await detourage(['remove', input, '--format', 'zip', '-o', path.join(dir, 'out.zip')]);
+  assert.equal(zipped.code, 0, zipped.stderr);
+  assert.deepEqual([...readZip(await fs.readFile(path.join(dir, 'out.zip'))).keys()], ['color.jpg', 'alpha.png']);
+  const refused = await detourage(['remove', input, '-p', 'image_url=http://example.com/x.jpg']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /image_url is an HTTP parameter/);
 });
 
 test('remove - reads stdin and writes the PNG alone to stdout', async () => {
