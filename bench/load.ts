@@ -157,6 +157,14 @@ async function main(): Promise<void> {
     refused503: latency(outcomes.filter((outcome) => outcome.status === 503)),
     hostile: latency(outcomes.filter((outcome) => outcome.hostile && outcome.status !== 503)),
   };
+  // Per hostile body, so a slow refusal (a bomb must be refused in under 100 ms) stands out.
+  const hostileNames = [...new Set(outcomes.filter((outcome) => outcome.hostile).map((outcome) => outcome.item))].sort();
+  const byHostileItem = Object.fromEntries(
+    hostileNames.map((name) => {
+      const answered = outcomes.filter((outcome) => outcome.item === name && outcome.status !== 503);
+      return [name, { ...latency(answered), max: round(Math.max(...answered.map((outcome) => outcome.ms))) }];
+    }),
+  );
   const findings = outcomes.filter((outcome) => outcome.problem !== null);
   const lost = outcomes.filter((outcome) => outcome.status === 'lost').length;
   const rss = growth(rssSamples);
@@ -169,6 +177,10 @@ async function main(): Promise<void> {
   console.log('latency ms           n      p50      p95      p99');
   for (const [name, figures] of Object.entries(latencies)) {
     console.log(`${name.padEnd(14)} ${String(figures.n).padStart(6)} ${[figures.p50, figures.p95, figures.p99].map((value) => String(value).padStart(8)).join(' ')}`);
+  }
+  console.log('hostile body (answered, not 503)                  n      p50      max');
+  for (const [name, figures] of Object.entries(byHostileItem)) {
+    console.log(`${name.slice(0, 48).padEnd(48)} ${String(figures.n).padStart(6)} ${String(figures.p50).padStart(8)} ${String(figures.max).padStart(8)}`);
   }
   console.log(`server RSS: peak (VmHWM) ${round(peakMiB)} MiB; first tenth ${round(rss.firstMiB)} MiB → last tenth ${round(rss.lastMiB)} MiB (${round(rss.fraction * 100, 2)} %, ${rssSamples.length} samples)`);
   console.log(`SVG probe hits: ${probe.hits.length}; server ${alive ? 'survived' : 'DIED'}`);
@@ -194,6 +206,7 @@ async function main(): Promise<void> {
         hostileShare,
         byStatus,
         latencyMs: latencies,
+        hostileLatencyMs: byHostileItem,
         peakRssMiB: round(peakMiB),
         rssGrowth: { firstTenthMiB: round(rss.firstMiB), lastTenthMiB: round(rss.lastMiB), percent: round(rss.fraction * 100, 2), samples: rssSamples.length },
         lost,
