@@ -1,4 +1,5 @@
 import { ApiError } from '../errors';
+import { isOpaque, splitRgba } from './channels';
 import { sharp } from './sharp';
 import type { DecodedImage } from './types';
 
@@ -101,18 +102,8 @@ export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<
   return { ...size, ...splitAlpha(data, info.width * info.height), format };
 }
 
-/** Separates RGBA into RGB and alpha; a fully opaque alpha is dropped so later stages skip it. */
+/** A fully opaque alpha is dropped so later stages skip it. */
 function splitAlpha(rgba: Buffer, pixelCount: number): { rgb: Buffer; alpha: Buffer | null } {
-  const rgb = Buffer.allocUnsafe(pixelCount * 3);
-  const alpha = Buffer.allocUnsafe(pixelCount);
-  let opaque = true;
-  for (let pixel = 0, source = 0, target = 0; pixel < pixelCount; pixel += 1, source += 4, target += 3) {
-    rgb[target] = rgba[source]!;
-    rgb[target + 1] = rgba[source + 1]!;
-    rgb[target + 2] = rgba[source + 2]!;
-    const a = rgba[source + 3]!;
-    alpha[pixel] = a;
-    if (a !== 255) opaque = false;
-  }
-  return { rgb, alpha: opaque ? null : alpha };
+  const { rgb, alpha } = splitRgba(rgba, pixelCount);
+  return { rgb, alpha: isOpaque(alpha) ? null : alpha };
 }

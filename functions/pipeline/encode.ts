@@ -1,4 +1,5 @@
 import type { Sharp } from 'sharp';
+import { isOpaque, splitRgba } from './channels';
 import { type Backdrop, compositeOver, solidBackdrop } from './composite';
 import { sharp } from './sharp';
 import type { AlphaMask, Channels, EncodedImage, OutputFormat, RgbImage } from './types';
@@ -68,11 +69,6 @@ function compress(pixels: RawPixels, format: ImageFormat): Promise<Buffer> {
   return toFormat(pipeline, format).toBuffer();
 }
 
-function isOpaque(alpha: Buffer): boolean {
-  for (let pixel = 0; pixel < alpha.length; pixel += 1) if (alpha[pixel] !== 255) return false;
-  return true;
-}
-
 function maskPixels(mask: AlphaMask): RawPixels {
   return { data: mask.alpha, width: mask.width, height: mask.height, channels: 1 };
 }
@@ -89,14 +85,7 @@ function cutoutPixels(image: RgbImage, mask: AlphaMask, backdrop: Backdrop | nul
 function opaque(pixels: RawPixels): RawPixels {
   if (pixels.channels !== 4) return pixels;
   const { width, height, data } = pixels;
-  const rgb = Buffer.allocUnsafe(width * height * 3);
-  const alpha = Buffer.allocUnsafe(width * height);
-  for (let pixel = 0; pixel < width * height; pixel += 1) {
-    rgb[pixel * 3] = data[pixel * 4]!;
-    rgb[pixel * 3 + 1] = data[pixel * 4 + 1]!;
-    rgb[pixel * 3 + 2] = data[pixel * 4 + 2]!;
-    alpha[pixel] = data[pixel * 4 + 3]!;
-  }
+  const { rgb, alpha } = splitRgba(data, width * height);
   return { data: compositeOver({ width, height, rgb }, alpha, JPEG_BACKDROP).pixels, width, height, channels: 3 };
 }
 

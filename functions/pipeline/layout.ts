@@ -1,4 +1,5 @@
 import { ApiError } from '../errors';
+import { splitRgba } from './channels';
 import { sharp } from './sharp';
 import type { AlphaMask, Box, RgbImage } from './types';
 
@@ -163,14 +164,7 @@ async function resizeSubject(source: Layer, box: Box, width: number, height: num
     .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
     .raw()
     .toBuffer();
-  const layer = emptyLayer(width, height);
-  for (let pixel = 0, index = 0; pixel < width * height; pixel += 1, index += 4) {
-    layer.rgb[pixel * 3] = resized[index]!;
-    layer.rgb[pixel * 3 + 1] = resized[index + 1]!;
-    layer.rgb[pixel * 3 + 2] = resized[index + 2]!;
-    layer.alpha[pixel] = resized[index + 3]!;
-  }
-  return layer;
+  return { width, height, ...splitRgba(resized, width * height) };
 }
 
 function croppedCanvas(box: Box, margin: Sides, pixelScale: number): Box {
