@@ -1,20 +1,20 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from './config';
+import { type Admission, createAdmission } from './handlers/admission';
 import { healthHandler } from './handlers/health';
 import { modelsHandler } from './handlers/models';
 import { removeBackgroundHandler } from './handlers/removeBackground';
-import { warmupHandler } from './handlers/warmup';
+import { createWarmups, warmupHandler } from './handlers/warmup';
 import { type HttpHandler, withRequestLog } from './http';
 import { Logger } from './log';
-import { Gate } from './model/gate';
 import { ModelHolder, type ModelLoader } from './model/holder';
 import { PROJECT_ROOT } from './model/registry';
 
 export interface Detourage {
   config: Config;
   holder: ModelHolder;
-  admission: Gate;
+  admission: Admission;
   logger: Logger;
   /** `models` is served by the local server only; the deployed functions are the other three. */
   handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler; models: HttpHandler };
@@ -29,9 +29,8 @@ export function packageVersion(): string {
 export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger): Detourage {
   const log = logger ?? new Logger({ level: config.logLevel, pretty: process.stderr.isTTY === true });
   const holder = new ModelHolder(config, loader, log);
-  // Admission never queues: whoever finds every slot taken gets 503 at once.
-  const admission = new Gate(config.maxConcurrentInferences + config.maxQueue, 0);
-  const deps = { config, holder, admission, version: packageVersion(), startedAt: Date.now() };
+  const admission = createAdmission(config);
+  const deps = { config, holder, admission, warmups: createWarmups(holder, admission), version: packageVersion(), startedAt: Date.now() };
   return {
     config,
     holder,

@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log';
-import { DEFAULT_MODELS_DIR, findModel, modelNames, registry } from './model/registry';
+import { DEFAULT_MODELS_DIR, findModel, modelNames, modelsReserveMiB, registry } from './model/registry';
 
 export interface Config {
   /** Registry name of the model that serves requests that name none. */
@@ -13,6 +14,16 @@ export interface Config {
   modelsDir: string;
   maxUploadBytes: number;
   maxInputPixels: number;
+  /** The largest output canvas (crop_margin, scale and position can make it larger than the image). */
+  maxOutputPixels: number;
+  /** The instance's memory, and where that figure came from. */
+  memoryLimitMiB: number;
+  memoryLimitSource: MemoryLimitSource;
+  /**
+   * Bytes the removals in flight may reserve together: the memory, less a
+   * fifth kept as margin, less what the models need loaded and inferring.
+   */
+  requestMemoryBytes: number;
   /** Intra-op threads for onnxruntime. */
   inferThreads: number;
   /** onnxruntime's CPU memory arena: 15–25% faster inference for about 250 MiB more peak memory. */
@@ -21,8 +32,10 @@ export interface Config {
   port: number;
   /** Inferences run side by side; each IS-Net inference needs about 1 GB. */
   maxConcurrentInferences: number;
-  /** Requests allowed to wait for an inference; beyond that, 503 at once. */
+  /** Requests allowed to wait for memory or an inference; beyond that, 503 at once. */
   maxQueue: number;
+  /** image_url and bg_image_url fetches in flight; beyond that, a URL request gets 503 at once. */
+  maxConcurrentFetches: number;
   /** Past this a request is answered 504 and its pipeline stops at the next stage. */
   requestTimeoutMs: number;
   /** One budget per image_url or bg_image_url fetch, redirects included. */
@@ -46,6 +59,30 @@ export class ConfigError extends Error {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+export type MemoryLimitSource = 'MEMORY_LIMIT_MB' | 'cgroup v2' | 'cgroup v1' | 'machine';
+
+/** Reads a file's text, or undefined when it is not there; injected by tests. */
+export type ReadText = (file: string) => string | undefined;
+
+const readTextFile: ReadText = (file) => {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
+/** The cgroup's files, v2 first; "max" (v2) or a near-2^63 figure (v1) mean no limit. */
+const CGROUP_LIMITS: readonly [Exclude<MemoryLimitSource, 'MEMORY_LIMIT_MB' | 'machine'>, string][] = [
+  ['cgroup v2', '/sys/fs/cgroup/memory.max'],
+  ['cgroup v1', '/sys/fs/cgroup/memory/memory.limit_in_bytes'],
+];
+
+/** Part of the memory kept out of the request budget: V8's heap, bodies being received or fetched, libvips' caches. */
+export const MEMORY_MARGIN = 0.2;
+/** Below this the budget could not hold even a small removal: the configuration is refused at start. */
+const MIN_REQUEST_MEMORY_MIB = 64;
 
 const MIB = 1024 * 1024;
 /** Cloud Functions refuses requests over 32 MB, so a larger cap would never be reached. */
@@ -82,6 +119,23 @@ function booleanSetting(env: Env, name: string, fallback: boolean, problems: str
   return fallback;
 }
 
+/**
+ * MEMORY_LIMIT_MB (what scripts/deploy.sh passes to match --memory), else the
+ * cgroup's limit, else the machine's memory. Cloud Run may not expose the
+ * cgroup files, so the deploy always passes the setting.
+ */
+function memoryLimit(env: Env, problems: string[], readText: ReadText): { mib: number; source: MemoryLimitSource } {
+  const machineMiB = Math.floor(os.totalmem() / MIB);
+  if (env.MEMORY_LIMIT_MB?.trim()) return { mib: integerSetting(env, 'MEMORY_LIMIT_MB', machineMiB, problems, 1024 * 1024, 128), source: 'MEMORY_LIMIT_MB' };
+  for (const [source, file] of CGROUP_LIMITS) {
+    const text = readText(file)?.trim();
+    if (!text || !/^\d+$/.test(text)) continue;
+    const mib = Math.floor(Number(text) / MIB);
+    if (mib > 0 && mib < machineMiB) return { mib, source };
+  }
+  return { mib: machineMiB, source: 'machine' };
+}
+
 const LOOPBACK_SETTING = 'DETOURAGE_TEST_ALLOW_LOOPBACK_URLS';
 
 function loopbackForTests(env: Env, problems: string[]): boolean {
@@ -94,7 +148,7 @@ function loopbackForTests(env: Env, problems: string[]): boolean {
 }
 
 /** Reads and validates every setting at once, so start-up names all problems together. */
-export function loadConfig(env: Env = process.env): Config {
+export function loadConfig(env: Env = process.env, readText: ReadText = readTextFile): Config {
   const problems: string[] = [];
 
   const model = env.MODEL?.trim() || registry.default;
@@ -119,20 +173,40 @@ export function loadConfig(env: Env = process.env): Config {
   const modelsDirRaw = env.MODELS_DIR?.trim();
   const modelsDir = modelsDirRaw ? path.resolve(modelsDirRaw) : DEFAULT_MODELS_DIR;
 
+  const maxLoadedModels = integerSetting(env, 'MAX_LOADED_MODELS', 1, problems, 16);
+  const maxConcurrentInferences = integerSetting(env, 'MAX_CONCURRENT_INFERENCES', 1, problems, 16);
+  const memory = memoryLimit(env, problems, readText);
+  const known = allowedModels.map(findModel).filter((entry) => entry !== undefined);
+  const modelsMiB = modelsReserveMiB(known, maxLoadedModels, maxConcurrentInferences);
+  const requestMiB = Math.floor(memory.mib * (1 - MEMORY_MARGIN) - modelsMiB);
+  if (requestMiB < MIN_REQUEST_MEMORY_MIB) {
+    problems.push(
+      `${memory.mib} MiB of memory (from ${memory.source}) leaves ${requestMiB} MiB for requests: the models need about ${modelsMiB} MiB ` +
+        `and ${MEMORY_MARGIN * 100}% is kept as margin. Give the instance more memory, or lower MAX_LOADED_MODELS or MAX_CONCURRENT_INFERENCES.`,
+    );
+  }
+
   const config: Config = {
     model,
     allowedModels: Object.freeze(allowedModels),
     // Each loaded IS-Net holds about 0.3-0.5 GB resident, so one by default: a 2 GiB instance has room for one.
-    maxLoadedModels: integerSetting(env, 'MAX_LOADED_MODELS', 1, problems, 16),
+    maxLoadedModels,
     modelsDir,
     maxUploadBytes: integerSetting(env, 'MAX_UPLOAD_BYTES', 20 * MIB, problems, PLATFORM_REQUEST_LIMIT),
     maxInputPixels: integerSetting(env, 'MAX_INPUT_PIXELS', 40_000_000, problems, 268_402_689),
+    // As large as the largest input: crop_margin may grow a canvas, but never past what an upload could be.
+    maxOutputPixels: integerSetting(env, 'MAX_OUTPUT_PIXELS', 40_000_000, problems, 268_402_689),
+    memoryLimitMiB: memory.mib,
+    memoryLimitSource: memory.source,
+    requestMemoryBytes: Math.max(0, requestMiB) * MIB,
     inferThreads: integerSetting(env, 'INFER_THREADS', os.availableParallelism(), problems, 64),
     cpuArena: booleanSetting(env, 'INFER_CPU_ARENA', false, problems),
     port: integerSetting(env, 'PORT', 8080, problems, 65535, 0),
-    maxConcurrentInferences: integerSetting(env, 'MAX_CONCURRENT_INFERENCES', 1, problems, 16),
-    // Each waiting request holds its decoded pixels (up to ~160 MB at 40 MP): 4 fit beside the model in 2 GiB.
+    maxConcurrentInferences,
+    // A request waiting for memory holds only its compressed bytes; one waiting for the model holds its reservation.
     maxQueue: integerSetting(env, 'MAX_QUEUE', 4, problems, 1000, 0),
+    // Each fetch holds up to MAX_UPLOAD_BYTES while it reads, inside the memory margin.
+    maxConcurrentFetches: integerSetting(env, 'MAX_CONCURRENT_FETCHES', 4, problems, 64),
     // Under Cloud Functions' default 60 s timeout, so callers get our 504 rather than the platform's.
     requestTimeoutMs: integerSetting(env, 'REQUEST_TIMEOUT_MS', 55_000, problems, 3_600_000, 100),
     urlFetchTimeoutMs: integerSetting(env, 'URL_FETCH_TIMEOUT_MS', 10_000, problems, 600_000, 100),

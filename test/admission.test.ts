@@ -1,12 +1,52 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { loadConfig } from '../functions/config';
+import net from 'node:net';
+import { test } from 'node:test';
+import sharp from 'sharp';
+import { type Config, loadConfig } from '../functions/config';
 import { Gate } from '../functions/model/gate';
+import { findModel } from '../functions/model/registry';
+import { parseRemovalOptions } from '../functions/request/options';
+import { planRemoval, warm as warmModel } from '../functions/pipeline/run';
+import { heldModel, type HeldModel } from './support/heldModel';
 import { fixture } from './support/images';
-import { type ErrorBody, postImage } from './support/http';
+import { type ErrorBody, postForm, postImage } from './support/http';
 import { startLocalServer } from './support/servers';
 
+type LocalServer = Awaited<ReturnType<typeof startLocalServer>>;
+
 const tick = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const PHOTO = fixture('car-1.jpg');
+
+/** Polls a condition that the server reaches by itself; bounded, so a bug fails the test instead of hanging it. */
+async function until(condition: () => boolean, what: string, limitMs = 30_000): Promise<void> {
+  for (let waited = 0; !condition(); waited += 10) {
+    if (waited > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await tick(10);
+  }
+}
+
+/** A server of its own; with a held model, loaded and warmed first, so that what the test holds is an inference, not the load. */
+async function withServer(overrides: Partial<Config>, held: HeldModel | null, body: (server: LocalServer) => Promise<void>, warm = true): Promise<void> {
+  const server = await startLocalServer({ ...loadConfig({}), ...overrides }, held?.loader);
+  if (held && warm) {
+    held.open();
+    // Not over HTTP: a test's short deadline must not cut the load short.
+    await warmModel(server.detourage.holder);
+    held.close();
+  }
+  try {
+    await body(server);
+  } finally {
+    held?.open();
+    await until(() => server.detourage.admission.requests.active === 0, 'the pipeline to empty');
+    await server.close();
+  }
+}
+
+async function errorOf(response: Response): Promise<{ status: number; code: string; message: string; retryAfter: string | null }> {
+  const body = (await response.json()) as ErrorBody;
+  return { status: response.status, code: body.error.code, message: body.error.message, retryAfter: response.headers.get('retry-after') };
+}
 
 test('unit: the gate runs up to capacity, queues up to its limit, refuses the rest', async () => {
   const gate = new Gate(1, 1);
@@ -46,73 +86,241 @@ test('unit: a waiting task whose signal aborts leaves the queue without running'
   assert.equal(gate.active, 0);
 });
 
-type LocalServer = Awaited<ReturnType<typeof startLocalServer>>;
-let server: LocalServer;
-let hurried: LocalServer;
-let url: string;
-let hurriedUrl: string;
-
-before(async () => {
-  const config = { ...loadConfig({}), maxConcurrentInferences: 1, maxQueue: 1 };
-  server = await startLocalServer({ ...config, requestTimeoutMs: 30_000 });
-  // One 1024² inference takes longer than this deadline here.
-  hurried = await startLocalServer({ ...config, requestTimeoutMs: 1500 });
-  url = `${server.url}/remove-background?type=mask`;
-  hurriedUrl = `${hurried.url}/remove-background?type=mask`;
-  for (const running of [server, hurried]) assert.equal((await fetch(`${running.url}/warmup`)).status, 200);
-});
-after(async () => {
-  await Promise.all([server.close(), hurried.close()]);
+test('unit: a weighted gate admits by weight, in order, and a large waiter is not passed over', async () => {
+  const gate = new Gate(100, 10);
+  const order: string[] = [];
+  let releaseFirst!: () => void;
+  const first = gate.run(() => new Promise<void>((resolve) => (releaseFirst = resolve)).then(() => order.push('a')), undefined, 60);
+  const record = (name: string) => (): Promise<number> => Promise.resolve(order.push(name));
+  const large = gate.run(record('large'), undefined, 80);
+  // 60 + 10 would fit, but the large task waits ahead of it.
+  const small = gate.run(record('small'), undefined, 10);
+  assert.equal(gate.queued, 2);
+  assert.equal(gate.inUse, 60);
+  releaseFirst();
+  await Promise.all([first, large, small]);
+  assert.deepEqual(order, ['a', 'large', 'small']);
+  assert.equal(gate.inUse, 0);
+  await assert.rejects(gate.run(record('too large'), undefined, 101), RangeError);
 });
 
 test('beyond one running and one waiting, requests get 503 with Retry-After at once', async () => {
-  const started = performance.now();
-  const pending = Array.from({ length: 5 }, () =>
-    postImage(url, fixture('car-1.jpg')).then(async (response) => ({
-      status: response.status,
-      retryAfter: response.headers.get('retry-after'),
-      at: performance.now() - started,
-      body: response.status === 200 ? null : ((await response.json()) as ErrorBody),
-    })),
-  );
-  const results = await Promise.all(pending);
-  const refused = results.filter((result) => result.status === 503);
-  assert.equal(results.filter((result) => result.status === 200).length, 2, JSON.stringify(results));
-  assert.equal(refused.length, 3);
-  for (const result of refused) {
-    assert.equal(result.retryAfter, '5');
-    assert.equal(result.body?.error.code, 'overloaded');
-    assert.ok(result.at < 1000, `refused after ${result.at} ms`);
-  }
+  const held = heldModel();
+  held.close();
+  await withServer({ maxConcurrentInferences: 1, maxQueue: 1 }, held, async (server) => {
+    const url = `${server.url}/remove-background?type=mask`;
+    const admitted = [postImage(url, PHOTO), postImage(url, PHOTO)];
+    await until(() => server.detourage.admission.requests.active === 2, 'two admitted requests');
+    const refused = await Promise.all(Array.from({ length: 3 }, () => postImage(url, PHOTO).then(errorOf)));
+    for (const error of refused) assert.deepEqual([error.status, error.code, error.retryAfter], [503, 'overloaded', '5']);
+    held.open();
+    assert.deepEqual((await Promise.all(admitted)).map((response) => response.status), [200, 200]);
+  });
 });
 
 test('a request past REQUEST_TIMEOUT_MS gets 504, and a queued one that timed out never runs', async () => {
-  const before = hurried.detourage.holder.inferenceCount;
-  const image = fixture('car-1.jpg');
-  const [running, queued] = await Promise.all([postImage(hurriedUrl, image), postImage(hurriedUrl, image)]);
-  assert.equal(running.status, 504);
-  assert.equal(((await running.json()) as ErrorBody).error.code, 'timeout');
-  assert.equal(queued.status, 504);
-  // Let the inference that was already running finish; nothing else may start.
-  for (let waited = 0; hurried.detourage.admission.active > 0 && waited < 20_000; waited += 100) await tick(100);
-  await tick(200);
-  assert.equal(hurried.detourage.holder.inferenceCount - before, 1);
-  assert.equal(hurried.detourage.admission.active, 0);
-  // The instance still serves: a warmup (no deadline) succeeds.
-  assert.equal((await fetch(`${hurried.url}/warmup`)).status, 200);
+  const held = heldModel();
+  held.close();
+  await withServer({ maxConcurrentInferences: 1, maxQueue: 1, requestTimeoutMs: 300 }, held, async (server) => {
+    const url = `${server.url}/remove-background?type=mask`;
+    // The first is held at the model's door past its deadline; the second waits behind it for the model.
+    const [running, queued] = await Promise.all([postImage(url, PHOTO), postImage(url, PHOTO)]);
+    assert.deepEqual([running.status, (await errorOf(running)).code], [504, 'timeout']);
+    assert.equal(queued.status, 504);
+    assert.equal(held.waiting, 1);
+    const ranBefore = held.ran;
+    held.open();
+    await until(() => server.detourage.admission.requests.active === 0, 'the held inference to finish');
+    assert.equal(held.ran - ranBefore, 1);
+    assert.equal(server.detourage.admission.memory.inUse, 0);
+    // The instance still serves.
+    assert.equal((await postImage(`${server.url}/remove-background?type=mask`, PHOTO)).status, 200);
+  });
 });
 
 test('a queued request whose client has gone is dropped before inference', async () => {
-  const before = server.detourage.holder.inferenceCount;
-  const first = postImage(url, fixture('car-1.jpg'));
-  await tick(150);
-  const controller = new AbortController();
-  const abandoned = postImage(url, fixture('car-1.jpg'), 'image/jpeg', { signal: controller.signal });
-  await tick(150);
-  controller.abort();
-  await assert.rejects(abandoned);
-  assert.equal((await first).status, 200);
-  await tick(200);
-  assert.equal(server.detourage.holder.inferenceCount - before, 1);
-  assert.equal(server.detourage.admission.active, 0);
+  const held = heldModel();
+  held.close();
+  await withServer({ maxConcurrentInferences: 1, maxQueue: 1 }, held, async (server) => {
+    const url = `${server.url}/remove-background?type=mask`;
+    const first = postImage(url, PHOTO);
+    await held.untilWaiting(1);
+    const ranBefore = held.ran;
+    const controller = new AbortController();
+    const abandoned = postImage(url, PHOTO, 'image/jpeg', { signal: controller.signal });
+    await until(() => server.detourage.admission.requests.active === 2, 'the second request to queue');
+    controller.abort();
+    await assert.rejects(abandoned);
+    await until(() => server.detourage.admission.requests.active === 1, 'the abandoned request to leave');
+    held.open();
+    assert.equal((await first).status, 200);
+    assert.equal(held.ran - ranBefore, 1);
+  });
+});
+
+test('a request that fits only later waits for memory, holding no pixels, then runs', async () => {
+  const entry = findModel('isnet-fp32')!;
+  const plan = await planRemoval({ image: PHOTO, backgroundImage: null, options: parseRemovalOptions({ type: 'mask' }) }, entry, loadConfig({}));
+  const held = heldModel();
+  held.close();
+  // Room for one of these requests, not two.
+  await withServer({ requestMemoryBytes: Math.ceil(plan.cost.bytes * 1.5), maxQueue: 4 }, held, async (server) => {
+    const url = `${server.url}/remove-background?type=mask`;
+    const first = postImage(url, PHOTO);
+    await held.untilWaiting(1);
+    const second = postImage(url, PHOTO);
+    await until(() => server.detourage.admission.memory.queued === 1, 'the second request to wait for memory');
+    assert.equal(server.detourage.admission.memory.inUse, plan.cost.bytes);
+    held.open();
+    assert.deepEqual([(await first).status, (await second).status], [200, 200]);
+    assert.equal(server.detourage.admission.memory.inUse, 0);
+  });
+});
+
+/** A plain 6300x6300 JPEG: 40 MP from a header, tiny on the wire. */
+async function hugeJpeg(): Promise<Buffer> {
+  return sharp({ create: { width: 6300, height: 6300, channels: 3, background: { r: 40, g: 90, b: 160 } } })
+    .jpeg({ quality: 50 })
+    .toBuffer();
+}
+
+test('on a 2 GiB instance a 40 MP crop with a 50% margin can never fit: 413 naming crop_margin, before any decoding', async () => {
+  const held = heldModel();
+  await withServer(loadConfig({ MEMORY_LIMIT_MB: '2048' }), held, async (server) => {
+    const response = await postImage(`${server.url}/remove-background?crop=true&crop_margin=50%25`, await hugeJpeg());
+    const error = await errorOf(response);
+    assert.deepEqual([error.status, error.code], [413, 'image_too_large']);
+    assert.match(error.message, /MiB of memory/);
+    assert.match(error.message, /because of crop_margin: lower crop_margin/);
+    assert.match(error.message, /2048 MiB from MEMORY_LIMIT_MB/);
+    assert.equal(held.ran, 0);
+    assert.equal(server.detourage.holder.loadCount, 0);
+  }, false);
+});
+
+test('a background image that makes it too large is named', async () => {
+  await withServer(loadConfig({ MEMORY_LIMIT_MB: '2048' }), null, async (server) => {
+    const big = await hugeJpeg();
+    const error = await errorOf(await postForm(`${server.url}/remove-background?size=20MP`, { image_file: big, bg_image_file: big }));
+    assert.deepEqual([error.status, error.code], [413, 'image_too_large']);
+    assert.match(error.message, /because of bg_image/);
+  });
+});
+
+test('MAX_OUTPUT_PIXELS caps the canvas: a crop margin that grows past it is 413, an image over it without crop is 413 at once', async () => {
+  const pixels = 480 * 360;
+  await withServer({ maxOutputPixels: pixels }, null, async (server) => {
+    const grown = await errorOf(await postImage(`${server.url}/remove-background?crop=true&crop_margin=500px`, PHOTO));
+    assert.deepEqual([grown.status, grown.code], [413, 'image_too_large']);
+    assert.match(grown.message, /crop_margin/);
+    assert.equal((await postImage(`${server.url}/remove-background?type=mask`, PHOTO)).status, 200);
+  });
+  await withServer({ maxOutputPixels: pixels - 1 }, null, async (server) => {
+    const error = await errorOf(await postImage(`${server.url}/remove-background`, PHOTO));
+    assert.deepEqual([error.status, error.code], [413, 'image_too_large']);
+    assert.match(error.message, /use size/);
+    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal((await postImage(`${server.url}/remove-background?size=0.1MP`, PHOTO)).status, 200);
+  });
+});
+
+test('a flood of warmups whose clients leave costs one inference at most, and the next upload is served', async () => {
+  const held = heldModel();
+  held.close();
+  await withServer({}, held, async (server) => {
+    const url = `${server.url}/remove-background`;
+    const leaving = Array.from({ length: 300 }, async () => {
+      const controller = new AbortController();
+      const answer = fetch(url, { signal: controller.signal }).catch(() => null);
+      // Each client leaves once the server has its request, whatever the machine's speed.
+      await until(() => server.detourage.admission.requests.active > 0 || held.waiting > 0 || server.detourage.holder.loadCount > 0, 'the warmup to start');
+      controller.abort();
+      return answer;
+    });
+    await Promise.all(leaving);
+    held.open();
+    await until(() => server.detourage.admission.requests.active === 0, 'the flood to drain');
+    assert.ok(held.ran <= 1, `${held.ran} inferences for 300 abandoned warmups`);
+    assert.equal(server.detourage.admission.memory.inUse, 0);
+    assert.equal((await postImage(`${url}?type=mask`, PHOTO)).status, 200);
+  }, false);
+});
+
+test('concurrent warmups share one inference; after an inference a warmup answers alreadyWarm at once', async () => {
+  const held = heldModel();
+  held.close();
+  await withServer({}, held, async (server) => {
+    const pings = Array.from({ length: 10 }, (_, index) => fetch(index % 2 === 0 ? `${server.url}/warmup` : `${server.url}/remove-background`));
+    await held.untilWaiting(1);
+    held.open();
+    const bodies = await Promise.all(pings.map(async (ping) => (await ping).json() as Promise<{ status: string; alreadyWarm: boolean }>));
+    assert.ok(bodies.every((body) => body.status === 'warm'));
+    assert.equal(held.ran, 1);
+    const again = (await (await fetch(`${server.url}/warmup`)).json()) as { alreadyWarm: boolean; inferMs: number };
+    assert.deepEqual([again.alreadyWarm, again.inferMs], [true, 0]);
+    assert.equal(held.ran, 1);
+  }, false);
+});
+
+test('a warmup goes through admission: with the pipeline full it gets 503', async () => {
+  const held = heldModel();
+  held.close();
+  await withServer({ maxConcurrentInferences: 1, maxQueue: 1 }, held, async (server) => {
+    const url = `${server.url}/remove-background?type=mask`;
+    const admitted = [postImage(url, PHOTO), postImage(url, PHOTO)];
+    await until(() => server.detourage.admission.requests.active === 2, 'two admitted requests');
+    const error = await errorOf(await fetch(`${server.url}/warmup`));
+    assert.deepEqual([error.status, error.code], [503, 'overloaded']);
+    held.open();
+    await Promise.all(admitted);
+  }, false);
+});
+
+/** Accepts connections and never answers, until closed. */
+async function tarpit(): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/photo.jpg`,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test('image URLs that never answer hold fetch slots only: more get 503 at once, and an upload beside them gets 200', async () => {
+  const pit = await tarpit();
+  try {
+    await withServer({ allowLoopbackUrlsForTests: true, maxConcurrentFetches: 4, urlFetchTimeoutMs: 60_000 }, null, async (server) => {
+      const controllers = Array.from({ length: 4 }, () => new AbortController());
+      const stuck = controllers.map((controller) =>
+        fetch(`${server.url}/remove-background`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ image_url: pit.url }),
+          signal: controller.signal,
+        }).catch(() => null),
+      );
+      await until(() => server.detourage.admission.fetches.active === 4, 'four fetches in flight');
+      for (let extra = 0; extra < 2; extra += 1) {
+        const error = await errorOf(await fetch(`${server.url}/remove-background?image_url=${encodeURIComponent(pit.url)}`, { method: 'POST' }));
+        assert.deepEqual([error.status, error.code, error.retryAfter], [503, 'overloaded', '5']);
+        assert.match(error.message, /image URLs/);
+      }
+      const upload = await postImage(`${server.url}/remove-background?type=mask`, PHOTO);
+      assert.equal(upload.status, 200);
+      assert.equal(server.detourage.admission.fetches.active, 4);
+      for (const controller of controllers) controller.abort();
+      await Promise.all(stuck);
+      await until(() => server.detourage.admission.fetches.active === 0, 'the fetches to stop once their clients left');
+    });
+  } finally {
+    await pit.close();
+  }
 });

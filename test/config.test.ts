@@ -17,7 +17,29 @@ test('defaults', () => {
   assert.equal(config.maxConcurrentInferences, 1);
   assert.equal(config.maxQueue, 4);
   assert.equal(config.requestTimeoutMs, 55_000);
+  assert.equal(config.maxOutputPixels, 40_000_000);
+  assert.equal(config.maxConcurrentFetches, 4);
   assert.ok(config.inferThreads >= 1);
+});
+
+test('the memory comes from MEMORY_LIMIT_MB, else the cgroup (v2, then v1), else the machine; the budget leaves the model and a fifth', () => {
+  const files = (contents: Record<string, string>) => (file: string) => contents[file];
+  const v2 = '/sys/fs/cgroup/memory.max';
+  const v1 = '/sys/fs/cgroup/memory/memory.limit_in_bytes';
+  const gib2 = String(2 * 1024 ** 3);
+  const fromSetting = loadConfig({ MEMORY_LIMIT_MB: '2048' }, files({ [v2]: String(4 * 1024 ** 3) }));
+  assert.deepEqual([fromSetting.memoryLimitMiB, fromSetting.memoryLimitSource], [2048, 'MEMORY_LIMIT_MB']);
+  // 1638 MiB (80%) less isnet-fp32's measured 1000 MiB peak.
+  assert.equal(fromSetting.requestMemoryBytes, 638 * 1024 * 1024);
+  const fromV2 = loadConfig({}, files({ [v2]: `${gib2}\n`, [v1]: String(4 * 1024 ** 3) }));
+  assert.deepEqual([fromV2.memoryLimitMiB, fromV2.memoryLimitSource], [2048, 'cgroup v2']);
+  const fromV1 = loadConfig({}, files({ [v2]: 'max\n', [v1]: gib2 }));
+  assert.deepEqual([fromV1.memoryLimitMiB, fromV1.memoryLimitSource], [2048, 'cgroup v1']);
+  // cgroup v1 writes a figure near 2^63 for "no limit".
+  const unlimited = loadConfig({}, files({ [v1]: '9223372036854771712' }));
+  assert.equal(unlimited.memoryLimitSource, 'machine');
+  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '1024' }), /1024 MiB of memory \(from MEMORY_LIMIT_MB\) leaves -181 MiB for requests: the models need about 1000 MiB/);
+  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '2GiB' }), /MEMORY_LIMIT_MB must be a positive integer/);
 });
 
 test('every variable is read', () => {
@@ -28,6 +50,9 @@ test('every variable is read', () => {
     MODELS_DIR: '/srv/models',
     MAX_UPLOAD_BYTES: '1000',
     MAX_INPUT_PIXELS: '2000',
+    MAX_OUTPUT_PIXELS: '3000',
+    MEMORY_LIMIT_MB: '16384',
+    MAX_CONCURRENT_FETCHES: '3',
     INFER_THREADS: '3',
     INFER_CPU_ARENA: 'true',
     PORT: '9000',
@@ -48,6 +73,12 @@ test('every variable is read', () => {
       modelsDir: '/srv/models',
       maxUploadBytes: 1000,
       maxInputPixels: 2000,
+      maxOutputPixels: 3000,
+      memoryLimitMiB: 16384,
+      memoryLimitSource: 'MEMORY_LIMIT_MB',
+      // 80% of 16384 MiB, less isnet-fp16's 1220 MiB peak and half of it for the second model and the second inference.
+      requestMemoryBytes: (Math.floor(16384 * 0.8) - 2440) * 1024 * 1024,
+      maxConcurrentFetches: 3,
       inferThreads: 3,
       cpuArena: true,
       port: 9000,

@@ -1,13 +1,13 @@
 import type { Config } from '../config';
 import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse, sendJson, withRequestDeadline } from '../http';
-import type { Gate } from '../model/gate';
 import type { ModelHolder } from '../model/holder';
 import { resolveModel } from '../model/selection';
 import type { RemovalResult, StageTimings } from '../pipeline/run';
-import { checkParameterNames, parseRemovalOptions, stringParameters } from '../request/options';
-import { readRequestImages } from '../request/sources';
-import { readRequestBody } from '../request/upload';
-import { respondWarm } from './warmup';
+import { checkParameterNames, type Parameters, parseRemovalOptions, stringParameters } from '../request/options';
+import { fetchesUrl, readRequestImages, type RequestImages } from '../request/sources';
+import { readRequestBody, type RequestBody } from '../request/upload';
+import { type Admission, admit, neverFits } from './admission';
+import { respondWarm, type Warmups } from './warmup';
 
 export function serverTiming(timings: StageTimings): string {
   return Object.entries(timings)
@@ -18,8 +18,8 @@ export function serverTiming(timings: StageTimings): string {
 export interface RemovalDeps {
   config: Config;
   holder: ModelHolder;
-  /** Bounds the requests inside the pipeline: running plus waiting. */
-  admission: Gate;
+  admission: Admission;
+  warmups: Warmups;
 }
 
 /** remove.bg's JSON answer, for `Accept: application/json`. */
@@ -74,22 +74,28 @@ function sendResult(request: HttpRequest, response: HttpResponse, result: Remova
     .end(result.image.body);
 }
 
+/** Uploads and base64 are in the body already; a URL is fetched under its own bound, before any place in the pipeline. */
+function readImages(deps: RemovalDeps, body: RequestBody, parameters: Parameters, signal: AbortSignal): Promise<RequestImages> {
+  const read = (): Promise<RequestImages> => readRequestImages(body, parameters, deps.config, signal);
+  return fetchesUrl(parameters) ? deps.admission.fetches.run(read, signal) : read();
+}
+
 async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, response: HttpResponse): Promise<void> {
-  const { config } = deps;
+  const { config, admission } = deps;
   const body = await readRequestBody(request, config);
   // The body's parameters win over the query string's.
   const parameters = { ...stringParameters(request.query), ...body.fields };
   checkParameterNames([...Object.keys(parameters), ...Object.keys(body.files)]);
   const requested = parseRemovalOptions(parameters);
-  const options = { ...requested, model: resolveModel(config, requested.model).name };
-  const { removeBackground } = await import('../pipeline/run');
-  const result = await withRequestDeadline(response, config.requestTimeoutMs, (signal) =>
-    // The slot is held until the pipeline has really stopped, even after a 504 went out.
-    deps.admission.run(async () => {
-      const images = await readRequestImages(body, parameters, config, signal);
-      return removeBackground({ ...images, options }, { holder: deps.holder, maxInputPixels: config.maxInputPixels, signal });
-    }, signal),
-  );
+  const model = resolveModel(config, requested.model);
+  const options = { ...requested, model: model.name };
+  const { planRemoval, removeBackground } = await import('../pipeline/run');
+  const result = await withRequestDeadline(response, config.requestTimeoutMs, async (signal) => {
+    const images = await readImages(deps, body, parameters, signal);
+    const plan = await planRemoval({ ...images, options }, model, config, wantsJson(request));
+    if (plan.cost.bytes > admission.memory.capacity) throw neverFits(plan.cost, admission.memory.capacity, config);
+    return admit(admission, plan.cost.bytes, signal, () => removeBackground(plan, { holder: deps.holder, signal }));
+  });
   response.locals.model = result.model;
   response.locals.timings = Object.fromEntries(Object.entries(result.timings).map(([stage, ms]) => [stage, Math.round(ms)]));
   sendResult(request, response, result);
@@ -102,6 +108,6 @@ async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, respon
  */
 export function removeBackgroundHandler(deps: RemovalDeps): HttpHandler {
   return allowMethods(['POST', 'GET'], (request, response) =>
-    request.method === 'GET' ? respondWarm(deps.holder, response) : removeFromRequest(deps, request, response),
+    request.method === 'GET' ? respondWarm(deps, response) : removeFromRequest(deps, request, response),
   );
 }

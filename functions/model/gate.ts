@@ -1,66 +1,99 @@
 import { ApiError, RETRY_AFTER_SECONDS } from '../errors';
 
-export function overloaded(): ApiError {
-  return new ApiError('overloaded', 'The service is busy: too many requests are waiting. Retry shortly.', {
-    headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
-  });
+export function overloaded(message = 'The service is busy: too many requests are waiting. Retry shortly.'): ApiError {
+  return new ApiError('overloaded', message, { headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) } });
+}
+
+interface Waiter {
+  weight: number;
+  start: () => void;
 }
 
 /**
- * Lets at most `capacity` tasks run at once and at most `maxWaiting` wait in
- * order; past that a task is refused at once with 503, so load turns into
- * quick "retry later" answers instead of memory growth. A waiting task whose
- * signal aborts (client gone, timeout) leaves the queue without running.
+ * Lets tasks run while their weights add up to at most `capacity`, and at
+ * most `maxWaiting` wait in order; past that a task is refused at once with
+ * 503, so load turns into quick "retry later" answers instead of memory
+ * growth. A weight is 1 for a count of tasks, or bytes for a memory budget.
+ * Waiters start strictly in order, so a large task is never passed over for
+ * ever by a stream of small ones. A waiting task whose signal aborts (client
+ * gone, timeout) leaves the queue without running.
  */
 export class Gate {
+  private used = 0;
   private running = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly waiting: Waiter[] = [];
 
   constructor(
-    private readonly capacity: number,
+    readonly capacity: number,
     private readonly maxWaiting: number,
+    private readonly refusal: () => ApiError = () => overloaded(),
   ) {}
 
+  /** Tasks running now. */
   get active(): number {
     return this.running;
+  }
+
+  /** The weight the running tasks hold. */
+  get inUse(): number {
+    return this.used;
   }
 
   get queued(): number {
     return this.waiting.length;
   }
 
-  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /** `weight` must be at most `capacity`; callers refuse larger tasks with their own message first. */
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal, weight = 1): Promise<T> {
     signal?.throwIfAborted();
-    if (this.running < this.capacity) {
-      this.running += 1;
+    if (weight > this.capacity) throw new RangeError(`a task of weight ${weight} can never fit a gate of ${this.capacity}`);
+    if (this.waiting.length === 0 && this.used + weight <= this.capacity) {
+      this.take(weight);
     } else if (this.waiting.length >= this.maxWaiting) {
-      throw overloaded();
+      throw this.refusal();
     } else {
-      await this.wait(signal);
+      await this.wait(weight, signal);
     }
     try {
       signal?.throwIfAborted();
       return await task();
     } finally {
-      const next = this.waiting.shift();
-      // The slot passes straight to the next waiter, so `running` stays the same.
-      if (next) next();
-      else this.running -= 1;
+      this.used -= weight;
+      this.running -= 1;
+      this.startWaiters();
     }
   }
 
-  private wait(signal: AbortSignal | undefined): Promise<void> {
+  private take(weight: number): void {
+    this.used += weight;
+    this.running += 1;
+  }
+
+  private startWaiters(): void {
+    for (let next = this.waiting[0]; next && this.used + next.weight <= this.capacity; next = this.waiting[0]) {
+      this.waiting.shift();
+      this.take(next.weight);
+      next.start();
+    }
+  }
+
+  private wait(weight: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const start = (): void => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
+      const waiter: Waiter = {
+        weight,
+        start: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
       };
       const onAbort = (): void => {
-        const index = this.waiting.indexOf(start);
+        const index = this.waiting.indexOf(waiter);
         if (index >= 0) this.waiting.splice(index, 1);
+        // The head may have been what held the others back.
+        if (index === 0) this.startWaiters();
         reject(signal?.reason as Error);
       };
-      this.waiting.push(start);
+      this.waiting.push(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -84,6 +84,7 @@ export class ModelHolder {
   private readonly inferenceGate: Gate;
   private loadAttempts = 0;
   private inferencesStarted = 0;
+  private lastInferenceEnded = Number.NEGATIVE_INFINITY;
   private useClock = 0;
 
   constructor(
@@ -150,11 +151,20 @@ export class ModelHolder {
     };
   }
 
+  /** Milliseconds since an inference last finished on any model; Infinity before the first. */
+  get msSinceInference(): number {
+    return performance.now() - this.lastInferenceEnded;
+  }
+
   /** Runs inferences one at a time (by default) across all models; other requests decode and encode meanwhile. */
   runInference<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return this.inferenceGate.run(() => {
+    return this.inferenceGate.run(async () => {
       this.inferencesStarted += 1;
-      return task();
+      try {
+        return await task();
+      } finally {
+        this.lastInferenceEnded = performance.now();
+      }
     }, signal);
   }
 

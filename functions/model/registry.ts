@@ -62,6 +62,11 @@ export interface ModelEntry {
   input: string | null;
   /** Output tensor name; null means the model's first output. */
   output: string | null;
+  /**
+   * Peak RSS of a process holding this model and running one inference
+   * (VmHWM, measured by `npm run bench`), or absent where never measured.
+   */
+  peakMiB?: number;
 }
 
 export interface Registry {
@@ -112,6 +117,7 @@ export function parseRegistry(json: unknown): Registry {
     if (!isRgb(raw.mean) || !isRgb(raw.std) || raw.std.some((n) => n === 0)) fail(`${name}: bad mean/std`);
     if (!Number.isInteger(raw.inputSize) || (raw.inputSize ?? 0) < 1) fail(`${name}: bad inputSize`);
     if (raw.postprocess !== 'minmax' && raw.postprocess !== 'sigmoid-minmax') fail(`${name}: bad postprocess`);
+    if (raw.peakMiB !== undefined && !(Number.isInteger(raw.peakMiB) && raw.peakMiB > 0)) fail(`${name}: bad peakMiB`);
   }
   if (!names.has(root.default)) fail(`default ${root.default} is not a model`);
   const derivedNames = new Set(derived.map((source) => source.name));
@@ -123,6 +129,27 @@ export function parseRegistry(json: unknown): Registry {
 }
 
 export const registry: Registry = parseRegistry(registryJson);
+
+/**
+ * An unmeasured model's peak, guessed from its file: the runtime (~350 MiB
+ * with node and libvips) plus four times its weights. isnet-fp32 measures
+ * 999 MiB against 1022 by this rule.
+ */
+export function peakMemoryMiB(entry: ModelEntry): number {
+  if (entry.peakMiB !== undefined) return entry.peakMiB;
+  return entry.bytes === null ? 2048 : Math.ceil(350 + (4 * entry.bytes) / (1024 * 1024));
+}
+
+/**
+ * What the models need before any request: the largest allowed model's peak,
+ * plus, for every further model kept loaded or inference run at once, half
+ * of it (isnet-fp32 settles at 523 MiB resident of its 999 MiB peak).
+ */
+export function modelsReserveMiB(allowed: readonly ModelEntry[], maxLoadedModels: number, maxConcurrentInferences: number): number {
+  const largest = Math.max(0, ...allowed.map(peakMemoryMiB));
+  const extraModels = Math.min(maxLoadedModels, allowed.length) - 1;
+  return Math.ceil(largest + ((Math.max(0, extraModels) + maxConcurrentInferences - 1) * largest) / 2);
+}
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const DEFAULT_MODELS_DIR = path.join(PROJECT_ROOT, 'models');

@@ -1,24 +1,14 @@
 import { ApiError } from '../errors';
 import { isOpaque, splitRgba } from './channels';
 import { sharp } from './sharp';
+import { fittedSize } from './size';
 import type { DecodedImage } from './types';
 
-export interface DecodeLimits {
-  maxInputPixels: number;
-  /** Larger images are scaled down to this many pixels while decoding (JPEG shrinks on load). */
-  maxOutputPixels?: number | null;
-}
-
 /** EXIF orientations 5–8 turn the image a quarter, swapping width and height. */
-function uprightSize(header: import('sharp').Metadata, width: number, height: number): { width: number; height: number } {
-  return (header.orientation ?? 1) >= 5 ? { width: height, height: width } : { width, height };
+function uprightSize(orientation: number, width: number, height: number): { width: number; height: number } {
+  return orientation >= 5 ? { width: height, height: width } : { width, height };
 }
 
-function fittedSize(size: { width: number; height: number }, maxPixels: number | null | undefined): { width: number; height: number } | null {
-  if (!maxPixels || size.width * size.height <= maxPixels) return null;
-  const factor = Math.sqrt(maxPixels / (size.width * size.height));
-  return { width: Math.max(1, Math.floor(size.width * factor)), height: Math.max(1, Math.floor(size.height * factor)) };
-}
 
 /**
  * The format the leading bytes announce, named as sharp's metadata names it
@@ -62,11 +52,24 @@ async function readHeader(bytes: Buffer): Promise<import('sharp').Metadata> {
   return header;
 }
 
+/** What the header says, before any pixel is decoded: enough to estimate a request's memory. */
+export interface ImageHeader {
+  format: string;
+  /** Upright size (EXIF orientation applied). */
+  width: number;
+  height: number;
+  hasAlpha: boolean;
+  /** EXIF orientations other than 1 make libvips hold the whole image to turn it. */
+  rotated: boolean;
+  /** Size of the compressed bytes. */
+  bytes: number;
+}
+
 /**
- * Reads the header first so oversized images are refused before any pixel is
- * decoded, then decodes the first frame to upright 8-bit sRGB.
+ * Reads and checks the header, so that unsupported, corrupt and oversized
+ * images are refused before any pixel is decoded or any memory reserved.
  */
-export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<DecodedImage> {
+export async function readImageHeader(bytes: Buffer, maxInputPixels: number): Promise<ImageHeader> {
   const header = await readHeader(bytes);
   const format = header.format;
   if (format === 'heif' && header.compression !== 'av1') {
@@ -75,19 +78,23 @@ export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<
   const width = header.width ?? 0;
   const height = header.height ?? 0;
   if (width < 1 || height < 1) throw new ApiError('corrupt_image', 'The image has no pixels.');
-  if (width * height > limits.maxInputPixels) {
+  if (width * height > maxInputPixels) {
     throw new ApiError(
       'image_too_large',
-      `The image is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} MP); the limit is ${(limits.maxInputPixels / 1e6).toFixed(1)} MP.`,
+      `The image is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} MP); the limit is ${(maxInputPixels / 1e6).toFixed(1)} MP.`,
     );
   }
+  const orientation = header.orientation ?? 1;
+  return { format, ...uprightSize(orientation, width, height), hasAlpha: header.hasAlpha === true, rotated: orientation !== 1, bytes: bytes.length };
+}
 
-  const upright = uprightSize(header, width, height);
-  const fitted = fittedSize(upright, limits.maxOutputPixels);
 
+/** Decodes the first frame of an image whose header was read, to upright 8-bit sRGB, `maxOutputPixels` at most. */
+export async function decodeWithHeader(bytes: Buffer, header: ImageHeader, maxOutputPixels: number | null = null): Promise<DecodedImage> {
+  const fitted = fittedSize(header, maxOutputPixels);
   let decoded: { data: Buffer; info: import('sharp').OutputInfo };
   try {
-    let pipeline = sharp(bytes, { failOn: 'truncated', limitInputPixels: limits.maxInputPixels, pages: 1 }).autoOrient();
+    let pipeline = sharp(bytes, { failOn: 'truncated', limitInputPixels: header.width * header.height, pages: 1 }).autoOrient();
     if (fitted) pipeline = pipeline.resize(fitted.width, fitted.height, { fit: 'fill', kernel: 'lanczos3' });
     decoded = await pipeline
       .toColourspace('srgb')
@@ -97,9 +104,20 @@ export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<
     throw new ApiError('corrupt_image', 'The image could not be decoded: the file is corrupt or truncated.', { cause: error });
   }
   const { data, info } = decoded;
-  const size = { width: info.width, height: info.height, sourceWidth: upright.width, sourceHeight: upright.height };
-  if (info.channels === 3) return { ...size, rgb: data, alpha: null, format };
-  return { ...size, ...splitAlpha(data, info.width * info.height), format };
+  const size = { width: info.width, height: info.height, sourceWidth: header.width, sourceHeight: header.height };
+  if (info.channels === 3) return { ...size, rgb: data, alpha: null, format: header.format };
+  return { ...size, ...splitAlpha(data, info.width * info.height), format: header.format };
+}
+
+export interface DecodeLimits {
+  maxInputPixels: number;
+  /** Larger images are scaled down to this many pixels while decoding (JPEG shrinks on load). */
+  maxOutputPixels?: number | null;
+}
+
+/** Header, then pixels: for callers that have no memory to reserve in between. */
+export async function decodeImage(bytes: Buffer, limits: DecodeLimits): Promise<DecodedImage> {
+  return decodeWithHeader(bytes, await readImageHeader(bytes, limits.maxInputPixels), limits.maxOutputPixels);
 }
 
 /** A fully opaque alpha is dropped so later stages skip it. */

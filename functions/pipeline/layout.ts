@@ -180,7 +180,7 @@ function croppedCanvas(box: Box, margin: Sides, pixelScale: number): Box {
  * applies them. `pixelScale` converts px lengths from the uploaded image to
  * the processed one, which `size` may have made smaller.
  */
-export async function layout(image: RgbImage, mask: AlphaMask, options: LayoutOptions, pixelScale = 1): Promise<LaidOut> {
+export async function layout(image: RgbImage, mask: AlphaMask, options: LayoutOptions, pixelScale = 1, maxCanvasPixels = Infinity): Promise<LaidOut> {
   if (options.roi) applyRoi(mask, options.roi, pixelScale);
   const box = foregroundBox(mask);
   const moves = options.crop || options.scale !== null || options.position !== null;
@@ -191,6 +191,10 @@ export async function layout(image: RgbImage, mask: AlphaMask, options: LayoutOp
 
   const source: Layer = { width: image.width, height: image.height, rgb: image.rgb, alpha: mask.alpha };
   const canvasBox = options.crop ? croppedCanvas(box, options.cropMargin, pixelScale) : { left: 0, top: 0, width: image.width, height: image.height };
+  if (canvasBox.width * canvasBox.height > maxCanvasPixels) {
+    const size = `${canvasBox.width}x${canvasBox.height} (${((canvasBox.width * canvasBox.height) / 1e6).toFixed(1)} MP)`;
+    throw new ApiError('image_too_large', `With this crop_margin the result would be ${size}; the output limit is ${(maxCanvasPixels / 1e6).toFixed(1)} MP: lower crop_margin or size.`);
+  }
   const canvas = emptyLayer(canvasBox.width, canvasBox.height);
 
   if (options.scale === null && options.position === null) {

@@ -1,8 +1,10 @@
+import { ApiError } from '../errors';
 import type { ModelHolder } from '../model/holder';
 import type { RemovalOptions } from '../request/options';
 import { colourBackdrop, imageBackdrop } from './background';
 import type { Backdrop } from './composite';
-import { decodeImage } from './decode';
+import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
+import { decodeWithHeader, type ImageHeader, readImageHeader } from './decode';
 import { encode } from './encode';
 import { estimateForeground } from './foreground';
 import { infer, inferMirrored } from './infer';
@@ -30,11 +32,49 @@ export interface RemovalResult {
   timings: StageTimings;
 }
 
+export interface RemovalLimits {
+  maxInputPixels: number;
+  /** MAX_OUTPUT_PIXELS: the largest canvas layout may make. */
+  maxOutputPixels: number;
+}
+
+/** A job whose headers were read and whose peak memory was estimated; nothing is decoded yet. */
+export interface RemovalPlan {
+  job: RemovalJob;
+  image: ImageHeader;
+  background: ImageHeader | null;
+  cost: CostEstimate;
+  limits: RemovalLimits;
+}
+
 export interface RemovalContext {
   holder: ModelHolder;
-  maxInputPixels: number;
   /** Aborted when the client leaves or the deadline passes: no further stage starts. */
   signal?: AbortSignal;
+}
+
+function megapixels(pixels: number): string {
+  return `${(pixels / 1e6).toFixed(1)} MP`;
+}
+
+/**
+ * Reads both images' headers (refusing unsupported, corrupt and oversized
+ * ones) and estimates the removal's peak memory, before a pixel is decoded.
+ */
+export async function planRemoval(job: RemovalJob, model: CostModel, limits: RemovalLimits, json = false): Promise<RemovalPlan> {
+  const [image, background] = await Promise.all([
+    readImageHeader(job.image, limits.maxInputPixels),
+    job.backgroundImage ? readImageHeader(job.backgroundImage, limits.maxInputPixels) : null,
+  ]);
+  const cost = estimateRemoval({ image, background, options: job.options, model, maxOutputPixels: limits.maxOutputPixels, json });
+  // Without crop the canvas is the processed image itself, so its size is known now.
+  if (!job.options.layout.crop && cost.width * cost.height > limits.maxOutputPixels) {
+    throw new ApiError(
+      'image_too_large',
+      `The result would be ${cost.width}x${cost.height} (${megapixels(cost.width * cost.height)}); the output limit is ${megapixels(limits.maxOutputPixels)}: use size to scale it down.`,
+    );
+  }
+  return { job, image, background, cost, limits };
 }
 
 class Stopwatch {
@@ -63,14 +103,17 @@ async function backdropFor(job: RemovalJob, background: DecodedImage | null, wid
  * are decoded before the model is touched, so bad input is refused without
  * loading it.
  */
-export async function removeBackground(job: RemovalJob, context: RemovalContext): Promise<RemovalResult> {
+export async function removeBackground(plan: RemovalPlan, context: RemovalContext): Promise<RemovalResult> {
   const clock = new Stopwatch(context.signal);
-  const { holder, maxInputPixels } = context;
+  const { holder } = context;
+  const { job } = plan;
   const { options } = job;
-  const image = await clock.time('decode', () => decodeImage(job.image, { maxInputPixels, maxOutputPixels: options.maxPixels }));
+  const image = await clock.time('decode', () => decodeWithHeader(job.image, plan.image, options.maxPixels));
   // Covering the output never needs more pixels than the image has.
-  const backgroundLimits = { maxInputPixels, maxOutputPixels: image.width * image.height };
-  const background = job.backgroundImage ? await clock.time('decode', () => decodeImage(job.backgroundImage!, backgroundLimits)) : null;
+  const background =
+    job.backgroundImage && plan.background
+      ? await clock.time('decode', () => decodeWithHeader(job.backgroundImage!, plan.background!, image.width * image.height))
+      : null;
   const model = await clock.time('load', () => holder.get(options.model));
   const input = await clock.time('preprocess', () => preprocess(image, model.entry));
   const queuedAt = performance.now();
@@ -88,7 +131,7 @@ export async function removeBackground(job: RemovalJob, context: RemovalContext)
       return Promise.resolve();
     });
   }
-  const laidOut = await clock.time('layout', () => layout(colours, mask, options.layout, image.width / image.sourceWidth));
+  const laidOut = await clock.time('layout', () => layout(colours, mask, options.layout, image.width / image.sourceWidth, plan.limits.maxOutputPixels));
   const encoded = await clock.time('encode', async () =>
     encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
   );
@@ -119,13 +162,13 @@ function syntheticImage(): DecodedImage {
 }
 
 /** Loads the model if needed and runs one inference, so the first real request pays neither. */
-export async function warm(holder: ModelHolder): Promise<WarmupResult> {
+export async function warm(holder: ModelHolder, signal?: AbortSignal): Promise<WarmupResult> {
   const alreadyWarm = holder.isLoaded;
   const loadStarted = performance.now();
   const model = await holder.get();
   const loadMs = alreadyWarm ? 0 : performance.now() - loadStarted;
   const input = await preprocess(syntheticImage(), model.entry);
   const inferStarted = performance.now();
-  await holder.runInference(() => infer(model, input));
+  await holder.runInference(() => infer(model, input), signal);
   return { model: model.entry.name, alreadyWarm, loadMs, inferMs: performance.now() - inferStarted };
 }

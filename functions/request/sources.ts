@@ -75,6 +75,11 @@ async function readSource(name: string, source: Source, settings: SourceSettings
   }
 }
 
+/** Whether reading the request's images means fetching a URL, which admission bounds on its own. */
+export function fetchesUrl(parameters: Parameters): boolean {
+  return text(parameters, 'image_url') !== null || text(parameters, 'bg_image_url') !== null;
+}
+
 /**
  * Finds the image and the optional background image wherever the request put
  * them, and reads them: uploaded bytes, base64, or a URL fetched under the

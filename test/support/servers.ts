@@ -42,5 +42,10 @@ export async function startLocalServer(
 ): Promise<RunningServer & { detourage: Detourage }> {
   const detourage = createDetourage(config, loader, logger);
   const running = await listen(createApp(detourage).listen(0, '127.0.0.1'));
-  return { ...running, detourage };
+  const close = async (): Promise<void> => {
+    await running.close();
+    // Each server has its own holder: a file that starts several would otherwise keep every model resident.
+    await Promise.all(detourage.holder.loadedModels().map((name) => detourage.holder.unload(name)));
+  };
+  return { ...running, close, detourage };
 }

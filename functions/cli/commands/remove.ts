@@ -5,6 +5,7 @@ import { createDetourage } from '../../app';
 import type { Config } from '../../config';
 import { ApiError } from '../../errors';
 import { Logger } from '../../log';
+import { resolveModel } from '../../model/selection';
 import type { OutputFormat } from '../../pipeline/types';
 import {
   BACKGROUND_IMAGE_PARAMETERS,
@@ -319,7 +320,7 @@ async function execute({ jobs, problems, options, config, force, quiet }: Plan):
     write: process.env.LOG_LEVEL ? (line) => process.stderr.write(`${line}\n`) : () => undefined,
   });
   const { holder } = createDetourage(config, undefined, logger);
-  const { removeBackground } = await import('../../pipeline/run');
+  const { planRemoval, removeBackground } = await import('../../pipeline/run');
   const claimed = new Map<string, string>();
   try {
     for (const job of jobs) {
@@ -340,7 +341,9 @@ async function execute({ jobs, problems, options, config, force, quiet }: Plan):
       try {
         const bytes = job.input === STDIO ? await readStdin() : await fs.readFile(job.input.path);
         if (bytes.length === 0) throw new Error(`${job.input === STDIO ? 'standard input' : 'the file'} is empty`);
-        const result = await removeBackground({ image: bytes, backgroundImage: null, options }, { holder, maxInputPixels: config.maxInputPixels });
+        // One image at a time on the user's own machine: the limits apply, the server's memory admission does not.
+        const plan = await planRemoval({ image: bytes, backgroundImage: null, options }, resolveModel(config, options.model), config);
+        const result = await removeBackground(plan, { holder });
         await writeOutput(job.output, result.image.body, force);
         reporter.succeeded(job.label, job.output === STDIO ? 'stdout' : job.output, performance.now() - started);
       } catch (error) {

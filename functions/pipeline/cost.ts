@@ -1,0 +1,137 @@
+import type { RemovalOptions } from '../request/options';
+import type { ImageHeader } from './decode';
+import type { LayoutOptions, Length } from './layout';
+import { processedSize } from './size';
+
+/**
+ * What one removal may hold in memory at its peak, estimated from the image
+ * headers and the options before any pixel is decoded, so that admission can
+ * reserve it against the instance's budget (or refuse it) first.
+ *
+ * Each term is the buffers a stage allocates, in bytes per pixel of the image
+ * it works on: P, the processed image (after `size`); C, the output canvas
+ * (after crop_margin, scale and position, capped by MAX_OUTPUT_PIXELS); M²,
+ * the model's square. The terms are added, not maxed: a stage's buffers are
+ * freed by the garbage collector some time after the stage, not at its end.
+ * `bench/calibrate.ts` measures the real peaks against these figures.
+ */
+
+/** What the estimate needs to know about the model. */
+export interface CostModel {
+  inputSize: number;
+}
+
+export interface CostInputs {
+  image: ImageHeader;
+  background: ImageHeader | null;
+  options: RemovalOptions;
+  model: CostModel;
+  /** MAX_OUTPUT_PIXELS: the canvas is refused past this, so no more is ever reserved. */
+  maxOutputPixels: number;
+  /** The answer is base64 in JSON (`Accept: application/json`). */
+  json: boolean;
+}
+
+/** The request parameters that the terms are charged to, so a refusal can say which one made it too large. */
+export type CostCause = 'image' | 'crop_margin' | 'scale' | 'bg_image' | 'refine' | 'quality' | 'format';
+
+export interface CostEstimate {
+  bytes: number;
+  /** Bytes charged to each cause; they add up to `bytes`. */
+  byCause: Record<CostCause, number>;
+  /** The processed image. */
+  width: number;
+  height: number;
+  /** The largest canvas layout can make before MAX_OUTPUT_PIXELS stops it. */
+  worstCanvasPixels: number;
+  /** The canvas reserved for: `worstCanvasPixels` capped by MAX_OUTPUT_PIXELS. */
+  canvasPixels: number;
+}
+
+/**
+ * Measured peaks over these estimates stayed below 1 on every shape that
+ * bench/calibrate.ts tries; the margin covers libvips' working rows and the
+ * collector's lag, which no term names.
+ */
+export const CALIBRATION = 1.25;
+
+const FLOAT = 4;
+
+/** Decoding to raw RGB(A), then splitting off the alpha: `pixels` is what is decoded. */
+function decodeBytes(header: ImageHeader, pixels: number): number {
+  const turned = header.rotated ? header.width * header.height * 3 : 0;
+  return header.bytes + turned + (header.hasAlpha ? pixels * 8 : pixels * 3);
+}
+
+/** The canvas `crop` makes around a subject that, at worst, fills the whole image. */
+function worstCanvas(width: number, height: number, layout: LayoutOptions, pixelScale: number): number {
+  if (!layout.crop) return width * height;
+  const along = (length: Length, side: number): number => (length.unit === '%' ? (length.value / 100) * side : length.value * pixelScale);
+  const { top, right, bottom, left } = layout.cropMargin;
+  const canvasWidth = width + along(left, width) + along(right, width);
+  const canvasHeight = height + along(top, height) + along(bottom, height);
+  return Math.ceil(canvasWidth) * Math.ceil(canvasHeight);
+}
+
+/** The encoder's input pixels, its working copy (libwebp converts to its own planes) and its output, at worst raw-sized. */
+function encodeBytes(options: RemovalOptions, canvas: number): number {
+  const { format, channels } = options.encode;
+  if (channels === 'alpha') return canvas * 2;
+  if (format === 'zip') return canvas * (3 + 1 + 3 + 1);
+  const working = format === 'webp' ? canvas * 6 : format === 'jpeg' || options.backgroundColour ? canvas * 4 : 0;
+  return canvas * 4 + working + canvas * 4;
+}
+
+export function estimateRemoval(inputs: CostInputs): CostEstimate {
+  const { image, background, options, model } = inputs;
+  const { width, height } = processedSize(image, options.maxPixels);
+  const pixels = width * height;
+  const square = model.inputSize * model.inputSize;
+  const pixelScale = width / image.width;
+  const worstCanvasPixels = worstCanvas(width, height, options.layout, pixelScale);
+  const canvas = Math.min(worstCanvasPixels, inputs.maxOutputPixels);
+  const moves = options.layout.crop || options.layout.scale !== null || options.layout.position !== null;
+
+  // Decoded pixels; the model's resized copy, input tensor and output map; the mask at full size.
+  const modelBytes = square * (3 + 3 * FLOAT + FLOAT + 1);
+  const imageBytes = decodeBytes(image, pixels) + (image.hasAlpha ? pixels * 3 : 0) + modelBytes + pixels * 2;
+  // A plain PNG of the processed image is the image's own cost; a larger canvas is the layout's, another format the format's.
+  const png = (area: number): number => encodeBytes({ ...options, encode: { ...options.encode, format: 'png' }, backgroundColour: null }, area);
+  const plainArea = Math.min(pixels, canvas);
+  // A canvas of RGB and alpha, and (for scale) the subject cut out and resized into RGBA, then split.
+  const layoutBytes = moves ? canvas * 4 + (options.layout.scale !== null ? pixels * 4 + canvas * 8 : 0) + png(canvas) - png(plainArea) : 0;
+  const byCause: Record<CostCause, number> = {
+    image: imageBytes + png(plainArea),
+    crop_margin: options.layout.crop ? layoutBytes : 0,
+    scale: options.layout.crop ? 0 : layoutBytes,
+    bg_image: background ? decodeBytes(background, Math.min(background.width * background.height, pixels)) + canvas * 4 : 0,
+    // The refined mask and the re-estimated colours at full size, and the guided filter's float planes on its coarse grid.
+    refine: options.refine ? pixels * 4 + square * 12 * FLOAT : 0,
+    // The mirrored input and output, and their average.
+    quality: options.quality === 'high' ? square * 5 * FLOAT : 0,
+    // What the chosen format and a JSON answer's base64 (a string, then its serialised body) add over a plain PNG.
+    format: Math.max(0, encodeBytes(options, canvas) - png(canvas)) + (inputs.json ? Math.ceil(((canvas * 4 * 4) / 3) * 2) : 0),
+  };
+  for (const cause of Object.keys(byCause) as CostCause[]) byCause[cause] = Math.ceil(byCause[cause] * CALIBRATION);
+  const bytes = Object.values(byCause).reduce((sum, value) => sum + value, 0);
+  return { bytes, byCause, width, height, worstCanvasPixels, canvasPixels: canvas };
+}
+
+/** A warmup: a small synthetic image, and the model's input and output. */
+export function estimateWarmup(model: CostModel): number {
+  const square = model.inputSize * model.inputSize;
+  return Math.ceil(square * (3 + 3 * FLOAT + FLOAT + 1) * CALIBRATION);
+}
+
+/**
+ * The parameter that made a request too large for `capacity`: the largest
+ * optional cost without which it would fit, else the image itself.
+ */
+export function causeOfExcess(estimate: CostEstimate, capacity: number): CostCause {
+  let chosen: CostCause = 'image';
+  for (const [cause, bytes] of Object.entries(estimate.byCause) as [CostCause, number][]) {
+    const fitsWithout = estimate.bytes - bytes <= capacity;
+    if (cause !== 'image' && bytes > 0 && fitsWithout && (chosen === 'image' || bytes > estimate.byCause[chosen])) chosen = cause;
+  }
+  return chosen;
+}
