@@ -149,8 +149,8 @@ check_integer timeout 'timeout (seconds)' 10 3600
 [[ -z $max_upload_bytes ]] || check_integer max_upload_bytes MAX_UPLOAD_BYTES 1 999999999999
 [[ -z $max_input_pixels ]] || check_integer max_input_pixels MAX_INPUT_PIXELS 1 999999999999
 check_tier "$SERVING_FUNCTION" "$memory" "$cpu" "$concurrency"
+serving_mib=$MEMORY_MIB
 if [[ -n ${MODEL_MEMORY[$model]:-} ]]; then
-  serving_mib=$MEMORY_MIB
   memory_mib "recommended memory" "${MODEL_MEMORY[$model]}"
   ((serving_mib >= MEMORY_MIB)) ||
     note "warning: $memory is below the ${MODEL_MEMORY[$model]} measured to hold $model and one image; expect out-of-memory restarts"
@@ -167,7 +167,10 @@ check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 # runtime environment; the code cannot set it. Two malloc arenas instead of one
 # per allocating thread (main, inference worker, libvips) lower the peak RSS
 # with several removals in flight by about 50-80 MiB (bench/NOTES.md).
-env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000)),MALLOC_ARENA_MAX=2"
+# MEMORY_LIMIT_MB is --memory in MiB: admission budgets requests against it,
+# since Cloud Run may not show the container's limit in the cgroup files.
+# health gets the same figure; it never reserves memory.
+env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000)),MALLOC_ARENA_MAX=2,MEMORY_LIMIT_MB=$serving_mib"
 [[ -z $max_upload_bytes ]] || env_vars+=",MAX_UPLOAD_BYTES=$max_upload_bytes"
 [[ -z $max_input_pixels ]] || env_vars+=",MAX_INPUT_PIXELS=$max_input_pixels"
 # gcp-build fetches the model named by MODEL into the image, so the build must

@@ -108,7 +108,7 @@ describe('deploy.sh', () => {
     ];
     const env = [
       '--timeout=60s',
-      '--set-env-vars=MODEL=isnet-fp32,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000,MALLOC_ARENA_MAX=2',
+      '--set-env-vars=MODEL=isnet-fp32,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000,MALLOC_ARENA_MAX=2,MEMORY_LIMIT_MB=2048',
       '--set-build-env-vars=MODEL=isnet-fp32,ONNXRUNTIME_NODE_INSTALL=skip',
     ];
     assert.deepEqual(run.calls, [
@@ -165,6 +165,7 @@ describe('deploy.sh', () => {
         INFER_THREADS: '4',
         REQUEST_TIMEOUT_MS: '115000',
         MALLOC_ARENA_MAX: '2',
+        MEMORY_LIMIT_MB: '4096',
         MAX_UPLOAD_BYTES: '10485760',
         MAX_INPUT_PIXELS: '25000000',
       });
