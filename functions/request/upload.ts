@@ -1,6 +1,7 @@
 import busboy from 'busboy';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ApiError } from '../errors';
+import { parameterTable } from './options';
 
 /** Multipart file fields that carry the image: remove.bg's name and two common ones. */
 export const IMAGE_FIELDS: readonly string[] = ['image_file', 'image', 'file'];
@@ -46,7 +47,7 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
       reject(new ApiError('bad_request', `Malformed multipart request: ${(error as Error).message}.`, { cause: error }));
       return;
     }
-    const fields: Record<string, string> = {};
+    const fields = parameterTable();
     const files: RequestBody['files'] = {};
     let failure: ApiError | null = null;
     const fail = (error: ApiError): void => {
@@ -101,7 +102,7 @@ function parseJsonFields(body: Buffer): Record<string, string> {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ApiError('bad_request', 'The JSON body must be an object of parameters.');
   }
-  const fields: Record<string, string> = {};
+  const fields = parameterTable();
   for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
     if (value === null) continue;
     if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
