@@ -7,11 +7,13 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import type { Detourage } from '../functions/app';
+// Registers the deployed functions, for startFunction.
+import '../functions/index';
 import { loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
 import { OPTION_PARAMETERS } from '../functions/request/options';
 import { type ErrorBody, postImage } from './support/http';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { type RunningServer, startFunction, startLocalServer } from './support/servers';
 
 let service: RunningServer & { detourage: Detourage };
 let removal: string;
@@ -71,4 +73,80 @@ test('Object.prototype names are unknown parameter names, in the query and in ev
     );
   }
   assert.equal(service.detourage.holder.isLoaded, false);
+});
+
+const post = (body: string, contentType: string, query = ''): Promise<Response> =>
+  fetch(`${removal}${query}`, { method: 'POST', body, headers: { 'content-type': contentType } });
+
+function multipart(parts: [string, string | Buffer][]): FormData {
+  const form = new FormData();
+  for (const [name, value] of parts) {
+    if (typeof value === 'string') form.append(name, value);
+    else form.append(name, new Blob([value]), `${name}.png`);
+  }
+  return form;
+}
+
+test('a parameter given twice in the query string, or as a structure, is a 400 naming it', async () => {
+  for (const [query, name] of [
+    ['format=png&format=webp', 'format'],
+    ['format=png&format=png', 'format'],
+    ['formt=a&formt=b', 'formt'],
+    ['image_url=a&image_url=b', 'image_url'],
+  ]) {
+    await expectRefused(await postImage(`${removal}?${query}`, tiny, 'image/png'), query!, new RegExp(`"${name}" is given more than once in the query string`));
+  }
+  await expectRefused(await postImage(`${removal}?format[a]=b`, tiny, 'image/png'), 'format[a]=b', /format/);
+  await expectRefused(await postImage(`${removal}?format[]=png`, tiny, 'image/png'), 'format[]=png', /format/);
+  assert.equal(service.detourage.holder.isLoaded, false);
+});
+
+test('a field given twice in one body is a 400 naming it, in multipart and in a form', async () => {
+  const b64 = tiny.toString('base64');
+  const repeated = /"format" is given more than once in the (multipart|form) body/;
+  await expectRefused(
+    await fetch(removal, { method: 'POST', body: multipart([['image_file', tiny], ['format', 'png'], ['format', 'webp']]) }),
+    'multipart format twice',
+    repeated,
+  );
+  await expectRefused(await post(`image_file_b64=${encodeURIComponent(b64)}&format=png&format=webp`, 'application/x-www-form-urlencoded'), 'form format twice', repeated);
+  await expectRefused(
+    await post(`image_file_b64=${encodeURIComponent(b64)}&image_file_b64=${encodeURIComponent(b64)}`, 'application/x-www-form-urlencoded'),
+    'form image_file_b64 twice',
+    /"image_file_b64" is given more than once in the form body/,
+  );
+  assert.equal(service.detourage.holder.isLoaded, false);
+});
+
+test('two image files in one multipart body are a 400 naming both', async () => {
+  for (const [first, second, message] of [
+    ['image', 'image_file', /given twice in the multipart body, as image and image_file/],
+    ['file', 'image_file', /given twice in the multipart body, as file and image_file/],
+    ['image_file', 'image', /given twice in the multipart body, as image_file and image/],
+    ['image_file', 'image_file', /"image_file" is given more than once in the multipart body/],
+    ['bg_image_file', 'bg_image_file', /"bg_image_file" is given more than once in the multipart body/],
+  ] as const) {
+    const parts: [string, Buffer][] = [[first, tiny], [second, tiny]];
+    if (first === 'bg_image_file') parts.unshift(['image_file', tiny]);
+    await expectRefused(await fetch(removal, { method: 'POST', body: multipart(parts) }), `${first} and ${second}`, message);
+  }
+  assert.equal(service.detourage.holder.isLoaded, false);
+});
+
+test('the functions framework parses repeats the same way', async () => {
+  const deployed = await startFunction('removeBackground');
+  try {
+    const response = await postImage(`${deployed.url}/remove-background?format=png&format=webp`, tiny, 'image/png');
+    await expectRefused(response, 'functions framework', /"format" is given more than once in the query string/);
+  } finally {
+    await deployed.close();
+  }
+});
+
+// Last: it is the one request here that runs the model.
+test('once in the query and once in the body is fine: the body wins', async () => {
+  const response = await fetch(`${removal}?format=png`, { method: 'POST', body: multipart([['image_file', tiny], ['format', 'webp']]) });
+  assert.equal(response.status, 200, await response.clone().text());
+  assert.equal(response.headers.get('content-type'), 'image/webp');
+  await response.arrayBuffer();
 });

@@ -90,12 +90,27 @@ export function parameterTable(): Record<string, string> {
   return Object.create(null) as Record<string, string>;
 }
 
-/** Express may parse `?a=1&a=2` into arrays or objects; only plain strings are parameters. */
+/**
+ * A parameter given twice in one place (the query string, or one body): which
+ * of the two was meant would be a guess. Once in the query and once in the
+ * body is not this: the body wins.
+ */
+export function repeatedParameter(name: string, where: string): ApiError {
+  return new ApiError('invalid_parameter', `The parameter ${JSON.stringify(name)} is given more than once in the ${where}: give it once.`);
+}
+
+/**
+ * The query string's parameters. Express parses `?a=1&a=2` into an array (and
+ * an extended parser `?a[b]=1` into an object); neither is a value any
+ * parameter takes, and dropping them would hide the mistake.
+ */
 export function stringParameters(source: unknown): Record<string, string> {
   const result = parameterTable();
   if (source && typeof source === 'object') {
     for (const [key, value] of Object.entries(source as Record<string, unknown>)) {
       if (typeof value === 'string') result[key] = value;
+      else if (Array.isArray(value)) throw repeatedParameter(key, 'query string');
+      else throw new ApiError('invalid_parameter', `The parameter ${JSON.stringify(key)} must be a plain value, not a structure.`);
     }
   }
   return result;

@@ -1,7 +1,7 @@
 import busboy from 'busboy';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ApiError } from '../errors';
-import { parameterTable } from './options';
+import { parameterTable, repeatedParameter } from './options';
 
 /** Multipart file fields that carry the image: remove.bg's name and two common ones. */
 export const IMAGE_FIELDS: readonly string[] = ['image_file', 'image', 'file'];
@@ -54,15 +54,26 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
       failure ??= error;
     };
 
+    // The field each file came in, so a second one for the same slot can be named with the first.
+    const fileFields: Partial<Record<keyof RequestBody['files'], string>> = {};
+
     parser.on('file', (name, stream) => {
       // A truncated body errors the file stream too; unhandled, that would crash the process.
       stream.on('error', (error: Error) => fail(new ApiError('bad_request', `Malformed multipart body: ${error.message}.`)));
       const key = IMAGE_FIELDS.includes(name) ? 'image_file' : name === BACKGROUND_FIELD ? BACKGROUND_FIELD : null;
-      if (key === null || files[key] !== undefined) {
-        if (key === null) fail(new ApiError('invalid_parameter', `Unexpected file field ${JSON.stringify(name)}: send the image as image_file and a background as bg_image_file.`));
+      const earlier = key === null ? undefined : fileFields[key];
+      if (key === null) {
+        fail(new ApiError('invalid_parameter', `Unexpected file field ${JSON.stringify(name)}: send the image as image_file and a background as bg_image_file.`));
+      } else if (earlier === name) {
+        fail(repeatedParameter(name, 'multipart body'));
+      } else if (earlier !== undefined) {
+        fail(new ApiError('invalid_parameter', `The image is given twice in the multipart body, as ${earlier} and ${name}: send one.`));
+      }
+      if (key === null || earlier !== undefined) {
         stream.resume();
         return;
       }
+      fileFields[key] = name;
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('limit', () => fail(tooLarge(limits)));
@@ -72,6 +83,7 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
     });
     parser.on('field', (name, value, info) => {
       if (info.valueTruncated) fail(new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`));
+      if (Object.hasOwn(fields, name)) fail(repeatedParameter(name, 'multipart body'));
       fields[name] = value;
     });
     // The body's shape is the first thing wrong with it, whatever its parts were called.
@@ -89,6 +101,15 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
     });
     parser.end(body);
   });
+}
+
+function parseFormFields(body: Buffer): Record<string, string> {
+  const fields = parameterTable();
+  for (const [name, value] of new URLSearchParams(body.toString('utf8'))) {
+    if (Object.hasOwn(fields, name)) throw repeatedParameter(name, 'form body');
+    fields[name] = value;
+  }
+  return fields;
 }
 
 /** JSON members become parameters as text, as if they had come in a form. */
@@ -126,9 +147,7 @@ export async function readRequestBody(request: RawRequest, limits: UploadLimits)
   const mediaType = contentType.split(';', 1)[0]!.trim();
 
   if (mediaType === 'multipart/form-data') return parseMultipart(request, body, limits);
-  if (mediaType === 'application/x-www-form-urlencoded') {
-    return { files: {}, fields: Object.fromEntries(new URLSearchParams(body.toString('utf8'))) };
-  }
+  if (mediaType === 'application/x-www-form-urlencoded') return { files: {}, fields: parseFormFields(body) };
   if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
     return { files: {}, fields: body.length === 0 ? {} : parseJsonFields(body) };
   }
