@@ -1,6 +1,7 @@
 import busboy from 'busboy';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ApiError } from '../errors';
+import { checkFormFieldCount, decodeName, notAnObject, notScalar, scanJsonObject, tooManyFields } from './fieldScan';
 import { parameterTable, repeatedParameter } from './options';
 
 /** Multipart file fields that carry the image: remove.bg's name and two common ones. */
@@ -24,11 +25,16 @@ export interface RawRequest {
   rawBody?: Buffer;
 }
 
+/** Fields in one body, whatever its kind: far more than any request needs. */
 const MAX_FIELDS = 50;
 const MAX_FILES = 5;
 /** Room for `image_file_b64` in a field: base64 is 4/3 of the bytes. */
 function maxFieldBytes(limits: UploadLimits): number {
   return Math.ceil((limits.maxUploadBytes * 4) / 3) + 1024;
+}
+
+function fieldTooLong(name: string, limits: UploadLimits): ApiError {
+  return new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`);
 }
 
 function tooLarge(limits: UploadLimits): ApiError {
@@ -82,16 +88,17 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
       });
     });
     parser.on('field', (name, value, info) => {
-      if (info.valueTruncated) fail(new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`));
+      if (info.valueTruncated) fail(fieldTooLong(name, limits));
       if (Object.hasOwn(fields, name)) fail(repeatedParameter(name, 'multipart body'));
       fields[name] = value;
     });
     // The body's shape is the first thing wrong with it, whatever its parts were called.
-    const tooMany = (what: string) => () => {
-      failure = new ApiError('bad_request', `The multipart body has too many ${what}.`);
-    };
-    parser.on('filesLimit', tooMany('files'));
-    parser.on('fieldsLimit', tooMany('fields'));
+    parser.on('filesLimit', () => {
+      failure = new ApiError('bad_request', `The multipart body has too many files: at most ${MAX_FILES}.`);
+    });
+    parser.on('fieldsLimit', () => {
+      failure = tooManyFields('multipart body', MAX_FIELDS);
+    });
     parser.on('error', (error: Error) => {
       reject(failure ?? new ApiError('bad_request', `Malformed multipart body: ${error.message}.`, { cause: error }));
     });
@@ -103,33 +110,46 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
   });
 }
 
-function parseFormFields(body: Buffer): Record<string, string> {
+/** A field the form or JSON parser produced, under the multipart rules. */
+function addField(fields: Record<string, string>, name: string, value: string, where: string, limits: UploadLimits): void {
+  if (Object.hasOwn(fields, name)) throw repeatedParameter(name, where);
+  if (value.length > maxFieldBytes(limits)) throw fieldTooLong(name, limits);
+  fields[name] = value;
+}
+
+function parseFormFields(body: Buffer, limits: UploadLimits): Record<string, string> {
+  checkFormFieldCount(body, MAX_FIELDS);
   const fields = parameterTable();
-  for (const [name, value] of new URLSearchParams(body.toString('utf8'))) {
-    if (Object.hasOwn(fields, name)) throw repeatedParameter(name, 'form body');
-    fields[name] = value;
-  }
+  for (const [name, value] of new URLSearchParams(body.toString('utf8'))) addField(fields, name, value, 'form body', limits);
   return fields;
 }
 
 /** JSON members become parameters as text, as if they had come in a form. */
-function parseJsonFields(body: Buffer): Record<string, string> {
+function parseJsonFields(body: Buffer, limits: UploadLimits): Record<string, string> {
+  const names = scanJsonObject(body, MAX_FIELDS);
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch (error) {
     throw new ApiError('bad_request', `The JSON body could not be parsed: ${(error as Error).message}.`, { cause: error });
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new ApiError('bad_request', 'The JSON body must be an object of parameters.');
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw notAnObject();
+  const members = Object.entries(parsed as Record<string, unknown>);
+  // JSON.parse keeps the last of two equal names; the scan saw both.
+  if (members.length < names.length) {
+    const seen = new Set<string>();
+    for (const range of names) {
+      const name = decodeName(body, range);
+      if (name === null) continue;
+      if (seen.has(name)) throw repeatedParameter(name, 'JSON body');
+      seen.add(name);
+    }
   }
   const fields = parameterTable();
-  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+  for (const [name, value] of members) {
     if (value === null) continue;
-    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
-      throw new ApiError('invalid_parameter', `The JSON member ${JSON.stringify(name)} must be a string, number or boolean.`);
-    }
-    fields[name] = String(value);
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw notScalar(name);
+    addField(fields, name, String(value), 'JSON body', limits);
   }
   return fields;
 }
@@ -147,9 +167,9 @@ export async function readRequestBody(request: RawRequest, limits: UploadLimits)
   const mediaType = contentType.split(';', 1)[0]!.trim();
 
   if (mediaType === 'multipart/form-data') return parseMultipart(request, body, limits);
-  if (mediaType === 'application/x-www-form-urlencoded') return { files: {}, fields: parseFormFields(body) };
+  if (mediaType === 'application/x-www-form-urlencoded') return { files: {}, fields: parseFormFields(body, limits) };
   if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
-    return { files: {}, fields: body.length === 0 ? {} : parseJsonFields(body) };
+    return { files: {}, fields: body.length === 0 ? {} : parseJsonFields(body, limits) };
   }
   // The functions framework does not read a body that has no Content-Type, so only the header tells it was sent.
   const bodySent = body.length > 0 || Number(request.headers['content-length']) > 0;
