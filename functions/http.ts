@@ -1,6 +1,6 @@
 import type { Request, Response } from '@google-cloud/functions-framework';
 import { randomUUID } from 'node:crypto';
-import { ApiError, toErrorResponse } from './errors';
+import { ApiError, causeForLog, toErrorResponse } from './errors';
 import { type Logger, traceField } from './log';
 
 /** The functions framework's request: express's, plus the body it has already read. */
@@ -16,7 +16,7 @@ export function sendJson(response: HttpResponse, status: number, body: unknown, 
 export function sendError(response: HttpResponse, error: unknown): void {
   const { status, headers, body } = toErrorResponse(error);
   // The request's log line says what went wrong; an unexpected error's own message goes only there.
-  response.locals.error = { code: body.error.code, ...(error instanceof ApiError ? {} : { cause: String((error as Error)?.stack ?? error) }) };
+  response.locals.error = { code: body.error.code, ...causeForLog(error) };
   if (response.headersSent) {
     response.end();
     return;
