@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'corrupt_image'
   | 'no_foreground'
+  | 'output_not_encodable'
   | 'model_unavailable'
   | 'overloaded'
   | 'timeout'
@@ -30,6 +31,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   unsupported_media_type: 415,
   corrupt_image: 422,
   no_foreground: 422,
+  output_not_encodable: 422,
   internal: 500,
   model_unavailable: 503,
   overloaded: 503,
@@ -42,14 +44,32 @@ export class ApiError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
+  /** The cause goes to the request's log line: set where it says what the message cannot. */
+  readonly logCause: boolean;
 
-  constructor(code: ErrorCode, message: string, options: { headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { headers?: Record<string, string>; cause?: unknown; logCause?: boolean } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = 'ApiError';
     this.code = code;
     this.status = STATUS_BY_CODE[code];
     this.headers = options.headers ?? {};
+    this.logCause = options.logCause ?? false;
   }
+}
+
+/**
+ * What a request's log line keeps of an error besides its code: an unexpected
+ * error's stack, or the cause of an ApiError that asked for it. Other causes
+ * stay out: a parser's message may quote the request body.
+ */
+export function causeForLog(error: unknown): { cause?: string } {
+  if (!(error instanceof ApiError)) return { cause: String((error as Error)?.stack ?? error) };
+  if (!error.logCause || error.cause === undefined) return {};
+  return { cause: error.cause instanceof Error ? error.cause.message : JSON.stringify(error.cause) };
 }
 
 export const RETRY_AFTER_SECONDS = 5;

@@ -1,7 +1,8 @@
 import type { Request, Response } from '@google-cloud/functions-framework';
 import { randomUUID } from 'node:crypto';
-import { ApiError, toErrorResponse } from './errors';
+import { ApiError, causeForLog, toErrorResponse } from './errors';
 import { type Logger, traceField } from './log';
+import { redactedUrl } from './request/redact';
 
 /** The functions framework's request: express's, plus the body it has already read. */
 export type HttpRequest = Request;
@@ -16,7 +17,7 @@ export function sendJson(response: HttpResponse, status: number, body: unknown, 
 export function sendError(response: HttpResponse, error: unknown): void {
   const { status, headers, body } = toErrorResponse(error);
   // The request's log line says what went wrong; an unexpected error's own message goes only there.
-  response.locals.error = { code: body.error.code, ...(error instanceof ApiError ? {} : { cause: String((error as Error)?.stack ?? error) }) };
+  response.locals.error = { code: body.error.code, ...causeForLog(error) };
   if (response.headersSent) {
     response.end();
     return;
@@ -76,7 +77,7 @@ export async function withRequestDeadline<T>(
 
 /**
  * One log line per request, written when the response is finished: method,
- * URL, status, latency and size in Cloud Logging's httpRequest shape, the
+ * URL (redacted), status, latency and size in Cloud Logging's httpRequest shape, the
  * trace, a request id (echoed as X-Request-Id), and what the handler left in
  * `response.locals` (model, stage timings, error code).
  */
@@ -93,7 +94,8 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
       logger.log(severity, `${request.method} ${request.path} ${status}`, {
         httpRequest: {
           requestMethod: request.method,
-          requestUrl: request.originalUrl,
+          // The query may hold a signed image URL or a whole base64 image.
+          requestUrl: redactedUrl(request.originalUrl),
           status,
           latency: `${((performance.now() - started) / 1000).toFixed(3)}s`,
           requestSize: String(request.rawBody?.length ?? 0),

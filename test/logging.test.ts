@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../functions/config';
 import { Logger, traceField } from '../functions/log';
+import { redactedUrl } from '../functions/request/redact';
 import { fixture } from './support/images';
 import { postImage } from './support/http';
 import { type RunningServer, startLocalServer } from './support/servers';
@@ -67,4 +68,38 @@ test('LOG_LEVEL filters, and a terminal gets readable lines', () => {
   assert.match(written[1]!, /INFO +GET \/ 200 {2}requestId=x$/);
   assert.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL must be one of debug, info, warning, error/);
   assert.deepEqual(traceField({ traceparent: '00-fedcba9876543210fedcba9876543210-0123456789abcdef-01' }, undefined), {});
+});
+
+test('redactedUrl keeps the path, every name, and option values only', () => {
+  assert.equal(redactedUrl('/remove-background'), '/remove-background');
+  assert.equal(
+    redactedUrl(`/r?size=preview&format=png&crop_margin=${encodeURIComponent('10px 20px')}&bg_color=%23ff000080&model=isnet-general-use`),
+    '/r?size=preview&format=png&crop_margin=10px%2020px&bg_color=%23ff000080&model=isnet-general-use',
+  );
+  assert.equal(
+    redactedUrl('/r?image_url=https%3A%2F%2Fx.test%2Fa.jpg&bg_image_url=x&image_file_b64=aGVsbG8%3D&api_key=k&formt=png'),
+    '/r?image_url=[redacted]&bg_image_url=[redacted]&image_file_b64=[redacted]&api_key=[redacted]&formt=[redacted]',
+  );
+  // A token in an option's place, or as a name, is not logged either.
+  assert.equal(redactedUrl('/r?model=sk_live_4eC39HqLyjWDarjtT1zdp7dc&sk_live_4eC39HqLyjWDarjtT1zdp7dc=1'), '/r?model=[redacted]&[redacted]=[redacted]');
+  assert.equal(redactedUrl(`/r?roi=${'1'.repeat(65)}`), '/r?roi=[redacted]');
+});
+
+test('a signed image URL and a base64 image in the query never reach the log line', async () => {
+  const signed = 'https://bucket.storage.test/photo.jpg?X-Goog-Signature=0123abcdef4567SIGNED89&X-Goog-Credential=svc%40proj';
+  const base64 = fixture('car-1.jpg').subarray(0, 300).toString('base64');
+  const query = `size=preview&image_url=${encodeURIComponent(signed)}&image_file_b64=${encodeURIComponent(base64)}&token=hunter2`;
+  const response = await fetch(`${server.url}/remove-background?${query}`, { method: 'POST', headers: { 'x-request-id': 'req-redact' } });
+  assert.equal(response.status, 400, 'refused (token is unknown) before any fetch');
+  await response.arrayBuffer();
+  await settle();
+  const line = lines.find((entry) => entry.requestId === 'req-redact')!;
+  assert.equal(
+    (line.httpRequest as Record<string, unknown>).requestUrl,
+    '/remove-background?size=preview&image_url=[redacted]&image_file_b64=[redacted]&token=[redacted]',
+  );
+  const text = JSON.stringify(line);
+  for (const secret of ['SIGNED', 'X-Goog', 'bucket.storage', 'hunter2', base64.slice(0, 40), encodeURIComponent(base64).slice(0, 40)]) {
+    assert.ok(!text.includes(secret), `${secret} is not in ${text}`);
+  }
 });

@@ -1,11 +1,12 @@
 import type { Sharp } from 'sharp';
+import { ApiError } from '../errors';
 import { isOpaque, splitRgba } from './channels';
 import { type Backdrop, compositeOver, solidBackdrop } from './composite';
 import { sharp } from './sharp';
 import type { AlphaMask, Channels, EncodedImage, OutputFormat, RgbImage } from './types';
 import { zipStored } from './zip';
 
-/** `auto`: PNG when the result has transparency, JPEG when it is opaque. */
+/** `auto`: PNG when the result has transparency, JPEG when it is opaque (and JPEG can hold its size). */
 export type RequestedFormat = OutputFormat | 'auto';
 
 export interface EncodeOptions {
@@ -13,7 +14,7 @@ export interface EncodeOptions {
   channels: Channels;
 }
 
-type ImageFormat = Exclude<OutputFormat, 'zip'>;
+export type ImageFormat = Exclude<OutputFormat, 'zip'>;
 
 const CONTENT_TYPES: Record<OutputFormat, string> = {
   png: 'image/png',
@@ -22,10 +23,48 @@ const CONTENT_TYPES: Record<OutputFormat, string> = {
   zip: 'application/zip',
 };
 
+/**
+ * The longest side each encoder writes: libwebp's WEBP_MAX_DIMENSION, libjpeg's
+ * JPEG_MAX_DIMENSION (65500, not 65535) and PNG's 2^31 − 1. Past them libvips
+ * refuses the encode, after the whole pipeline has run.
+ */
+export const MAX_SIDE: Readonly<Record<ImageFormat, number>> = { png: 2 ** 31 - 1, jpeg: 65_500, webp: 16_383 };
+
+const FORMAT_NAMES: Readonly<Record<ImageFormat, string>> = { png: 'PNG', jpeg: 'JPEG', webp: 'WebP' };
+/** How a request names each format, for advice. */
+const FORMAT_PARAMETERS: Readonly<Record<ImageFormat, string>> = { png: 'png', jpeg: 'jpg', webp: 'webp' };
+
+function fits(format: ImageFormat, width: number, height: number): boolean {
+  return Math.max(width, height) <= MAX_SIDE[format];
+}
+
+/** The encoders a requested format may need: zip holds a JPEG and a PNG; auto can always fall back to PNG. */
+function encodersFor(format: RequestedFormat): readonly ImageFormat[] {
+  if (format === 'zip') return ['jpeg', 'png'];
+  return [format === 'auto' ? 'png' : format];
+}
+
+/**
+ * Refuses, with 422 output_not_encodable, a result of width x height that the
+ * requested format cannot hold, whatever the mask turns out to be: under
+ * `auto` only PNG's limit counts, as auto then picks PNG over JPEG. Pure, so
+ * it can run before inference whenever the output size is already known:
+ * without `crop` the output is exactly the decoded image (after `size`), as
+ * `scale` and `position` keep the canvas. `encode` checks again at the end.
+ */
+export function checkEncodable(width: number, height: number, options: EncodeOptions): void {
+  const failing = encodersFor(options.format).find((encoder) => !fits(encoder, width, height));
+  if (failing === undefined) return;
+  const holder = options.format === 'zip' ? `format=zip holds a JPEG (color.jpg), and ${FORMAT_NAMES[failing]}` : FORMAT_NAMES[failing];
+  const others = (Object.keys(MAX_SIDE) as ImageFormat[]).filter((format) => format !== failing && fits(format, width, height));
+  const advice = [...others.map((format) => `format=${FORMAT_PARAMETERS[format]}`), 'a smaller size'].join(' or ');
+  throw new ApiError('output_not_encodable', `${holder} holds at most ${MAX_SIDE[failing]} px per side; this result is ${width}x${height}: use ${advice}.`);
+}
+
 /** JPEG has no alpha, so whatever is still transparent lands on white. */
 const JPEG_BACKDROP = solidBackdrop(255, 255, 255);
 
-interface RawPixels {
+export interface RawPixels {
   data: Buffer;
   width: number;
   height: number;
@@ -62,11 +101,23 @@ function toFormat(pipeline: Sharp, format: ImageFormat): Sharp {
   }
 }
 
-function compress(pixels: RawPixels, format: ImageFormat): Promise<Buffer> {
+/**
+ * The one place libvips encodes. Whatever it refuses here is about the
+ * output, not the caller's input or a fault of ours, so it is a 422 whose
+ * cause (libvips' own words) goes to the log line.
+ */
+export async function compress(pixels: RawPixels, format: ImageFormat): Promise<Buffer> {
   const { data, width, height, channels } = pixels;
   let pipeline = sharp(data, { raw: { width, height, channels } });
   if (channels === 1) pipeline = pipeline.toColourspace('b-w');
-  return toFormat(pipeline, format).toBuffer();
+  try {
+    return await toFormat(pipeline, format).toBuffer();
+  } catch (error) {
+    throw new ApiError('output_not_encodable', `The ${width}x${height} result could not be encoded as ${FORMAT_NAMES[format]}.`, {
+      cause: error,
+      logCause: true,
+    });
+  }
 }
 
 function maskPixels(mask: AlphaMask): RawPixels {
@@ -105,6 +156,7 @@ async function encodeZip(image: RgbImage, mask: AlphaMask, backdrop: Backdrop | 
 
 export async function encode(image: RgbImage, mask: AlphaMask, options: EncodeOptions, backdrop: Backdrop | null = null): Promise<EncodedImage> {
   const { width, height } = image;
+  checkEncodable(width, height, options);
   if (options.format === 'zip') {
     return { body: await encodeZip(image, mask, backdrop), contentType: CONTENT_TYPES.zip, format: 'zip', width, height };
   }
@@ -116,7 +168,8 @@ export async function encode(image: RgbImage, mask: AlphaMask, options: EncodeOp
   // A fully opaque cutout under `auto` shows nothing of its backdrop, so white gives it its JPEG too.
   const needsBackdrop = options.format === 'jpeg' || (options.format === 'auto' && isOpaque(mask.alpha));
   let pixels = cutoutPixels(image, mask, backdrop ?? (needsBackdrop ? JPEG_BACKDROP : null));
-  const format: ImageFormat = options.format === 'auto' ? (pixels.channels === 3 ? 'jpeg' : 'png') : options.format;
+  const jpegWillDo = pixels.channels === 3 && fits('jpeg', width, height);
+  const format: ImageFormat = options.format === 'auto' ? (jpegWillDo ? 'jpeg' : 'png') : options.format;
   if (format === 'jpeg') pixels = opaque(pixels);
   return { body: await compress(pixels, format), contentType: CONTENT_TYPES[format], format, width, height };
 }

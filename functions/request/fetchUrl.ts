@@ -50,7 +50,11 @@ class Failures {
     return ` (after ${this.redirects} redirect${this.redirects === 1 ? '' : 's'})`;
   }
 
-  /** The URL or an address it leads to is not allowed. */
+  /**
+   * The URL or an address it leads to is not allowed. The reason names the
+   * rule and never an address: what a name resolves to is the network's
+   * business, and telling it would map the network for whoever asks.
+   */
   refused(reason: string): ApiError {
     return new ApiError('invalid_parameter', `${this.options.parameterName} refused: ${reason}${this.where()}.`);
   }
@@ -70,7 +74,7 @@ function parseUrl(text: string, base: URL | undefined, failures: Failures): URL 
   try {
     url = new URL(text, base);
   } catch {
-    throw failures.refused(`${JSON.stringify(text.slice(0, 200))} is not a valid URL`);
+    throw failures.refused('it is not a valid URL');
   }
   if (!ALLOWED_PROTOCOLS.has(url.protocol)) throw failures.refused(`the scheme ${url.protocol} is not allowed, only http: and https:`);
   if (url.username !== '' || url.password !== '') throw failures.refused('URLs with credentials (user:password@) are not accepted');
@@ -82,9 +86,10 @@ function bareHost(url: URL): string {
   return url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
 }
 
+/** Node's code (ECONNREFUSED, ENOTFOUND…) alone: its messages carry the address it tried. */
 function errorCode(error: unknown): string {
-  if (error instanceof Error) return (error as NodeJS.ErrnoException).code ?? error.message;
-  return String(error);
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code) ? code : 'unknown error';
 }
 
 /** Rejects when the signal fires, so a resolver that never answers cannot outlive the deadline. */
@@ -121,8 +126,7 @@ async function checkedAddress(url: URL, options: FetchUrlOptions, signal: AbortS
   for (const { address } of answers) {
     const range = classifyAddress(address);
     if (range === 'public' || (range === 'loopback' && options.allowLoopbackForTests === true)) continue;
-    const subject = literalFamily !== 0 ? address : `${host} resolves to ${address}, which`;
-    throw failures.refused(`${subject} is not a public address (${range})`);
+    throw failures.refused('the host is not a public address');
   }
   return answers[0]!;
 }

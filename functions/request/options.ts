@@ -26,7 +26,7 @@ export interface RemovalOptions {
 export const IMAGE_PARAMETERS = ['image_file', 'image_file_b64', 'image_url'] as const;
 export const BACKGROUND_IMAGE_PARAMETERS = ['bg_image_file', 'bg_image_url'] as const;
 
-const OPTION_PARAMETERS = [
+export const OPTION_PARAMETERS = [
   'size',
   'type',
   'format',
@@ -49,7 +49,7 @@ export const KNOWN_PARAMETERS: ReadonlySet<string> = new Set([...IMAGE_PARAMETER
 const UNSUPPORTED_PARAMETERS: ReadonlySet<string> = new Set(['type_level', 'add_shadow', 'semitransparency', 'shadow_type', 'shadow_opacity']);
 
 /** remove.bg's named sizes, in megapixels; `full` and `auto` keep the image's own resolution. */
-const NAMED_SIZES: Record<string, number | null> = {
+const NAMED_SIZES: Readonly<Record<string, number | null>> = {
   preview: 0.25,
   small: 0.25,
   regular: 0.25,
@@ -60,16 +60,16 @@ const NAMED_SIZES: Record<string, number | null> = {
   auto: null,
 };
 
-const FORMATS: Record<string, RequestedFormat> = { auto: 'auto', png: 'png', jpg: 'jpeg', jpeg: 'jpeg', webp: 'webp', zip: 'zip' };
-const CHANNELS: Record<string, Channels> = { rgba: 'rgba', alpha: 'alpha' };
-const QUALITIES: Record<string, Quality> = { fast: 'fast', high: 'high' };
+const FORMATS: Readonly<Record<string, RequestedFormat>> = { auto: 'auto', png: 'png', jpg: 'jpeg', jpeg: 'jpeg', webp: 'webp', zip: 'zip' };
+const CHANNELS: Readonly<Record<string, Channels>> = { rgba: 'rgba', alpha: 'alpha' };
+const QUALITIES: Readonly<Record<string, Quality>> = { fast: 'fast', high: 'high' };
 /**
  * remove.bg's foreground hints. The models here are general-purpose, so the
  * hint is accepted and has no effect. `cutout` and `mask` are this service's
  * older names for `channels=rgba` and `channels=alpha`.
  */
 const FOREGROUND_TYPES = new Set(['auto', 'person', 'product', 'animal', 'car', 'transportation', 'graphic', 'graphics', 'other']);
-const LEGACY_TYPES: Record<string, Channels> = { cutout: 'rgba', mask: 'alpha' };
+const LEGACY_TYPES: Readonly<Record<string, Channels>> = { cutout: 'rgba', mask: 'alpha' };
 
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
 const FALSE_WORDS = new Set(['false', '0', 'no', 'off', '']);
@@ -82,15 +82,47 @@ export function invalidParameter(name: string, value: string, expected: string):
   return new ApiError('invalid_parameter', `Invalid ${name} ${JSON.stringify(value)}: expected ${expected}.`);
 }
 
-/** Express may parse `?a=1&a=2` into arrays or objects; only plain strings are parameters. */
+/**
+ * An empty table of parameters with no prototype, so that `__proto__` is kept
+ * as a name (and refused as unknown) instead of silently setting one.
+ */
+export function parameterTable(): Record<string, string> {
+  return Object.create(null) as Record<string, string>;
+}
+
+/**
+ * A parameter given twice in one place (the query string, or one body): which
+ * of the two was meant would be a guess. Once in the query and once in the
+ * body is not this: the body wins.
+ */
+export function repeatedParameter(name: string, where: string): ApiError {
+  return new ApiError('invalid_parameter', `The parameter ${JSON.stringify(name)} is given more than once in the ${where}: give it once.`);
+}
+
+/**
+ * The query string's parameters. Express parses `?a=1&a=2` into an array (and
+ * an extended parser `?a[b]=1` into an object); neither is a value any
+ * parameter takes, and dropping them would hide the mistake.
+ */
 export function stringParameters(source: unknown): Record<string, string> {
-  const result: Record<string, string> = {};
+  const result = parameterTable();
   if (source && typeof source === 'object') {
     for (const [key, value] of Object.entries(source as Record<string, unknown>)) {
       if (typeof value === 'string') result[key] = value;
+      else if (Array.isArray(value)) throw repeatedParameter(key, 'query string');
+      else throw new ApiError('invalid_parameter', `The parameter ${JSON.stringify(key)} must be a plain value, not a structure.`);
     }
   }
   return result;
+}
+
+/**
+ * The entry of `table` for a request's word, or undefined. Own properties
+ * only: `constructor`, `__proto__` and the rest of Object.prototype are not
+ * values of any parameter.
+ */
+function lookUp<T>(table: Readonly<Record<string, T>>, word: string): T | undefined {
+  return Object.hasOwn(table, word) ? table[word] : undefined;
 }
 
 /** Typos would otherwise be silently ignored and the caller would wonder why nothing changed. */
@@ -105,9 +137,9 @@ export function checkParameterNames(names: Iterable<string>): void {
   }
 }
 
-function choice<T>(parameters: Parameters, name: string, table: Record<string, T>, fallback: string): T {
+function choice<T>(parameters: Parameters, name: string, table: Readonly<Record<string, T>>, fallback: string): T {
   const value = parameters[name]?.trim().toLowerCase() || fallback;
-  const chosen = table[value];
+  const chosen = lookUp(table, value);
   if (chosen === undefined) throw invalidParameter(name, value, Object.keys(table).join(', '));
   return chosen;
 }
@@ -121,10 +153,8 @@ function flag(parameters: Parameters, name: string): boolean {
 
 function parseSize(value: string | undefined): number | null {
   const text = value?.trim().toLowerCase() || 'auto';
-  if (text in NAMED_SIZES) {
-    const megapixels = NAMED_SIZES[text]!;
-    return megapixels === null ? null : megapixels * 1e6;
-  }
+  const named = lookUp(NAMED_SIZES, text);
+  if (named !== undefined) return named === null ? null : named * 1e6;
   const match = /^(\d+(?:\.\d+)?)\s*mp$/.exec(text);
   const megapixels = match ? Number(match[1]) : 0;
   if (!(megapixels >= 0.01)) {
@@ -201,7 +231,7 @@ function parseRoi(value: string | undefined): Roi | null {
 
 function parseChannels(parameters: Parameters): Channels {
   const type = parameters.type?.trim().toLowerCase() || 'auto';
-  const legacy = LEGACY_TYPES[type];
+  const legacy = lookUp(LEGACY_TYPES, type);
   if (!legacy && !FOREGROUND_TYPES.has(type)) {
     throw invalidParameter('type', type, `one of ${[...FOREGROUND_TYPES, ...Object.keys(LEGACY_TYPES)].join(', ')}`);
   }

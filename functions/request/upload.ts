@@ -1,6 +1,8 @@
 import busboy from 'busboy';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ApiError } from '../errors';
+import { checkFormFieldCount, decodeName, notAnObject, notScalar, scanJsonObject, tooManyFields } from './fieldScan';
+import { parameterTable, repeatedParameter } from './options';
 
 /** Multipart file fields that carry the image: remove.bg's name and two common ones. */
 export const IMAGE_FIELDS: readonly string[] = ['image_file', 'image', 'file'];
@@ -23,11 +25,16 @@ export interface RawRequest {
   rawBody?: Buffer;
 }
 
+/** Fields in one body, whatever its kind: far more than any request needs. */
 const MAX_FIELDS = 50;
 const MAX_FILES = 5;
 /** Room for `image_file_b64` in a field: base64 is 4/3 of the bytes. */
 function maxFieldBytes(limits: UploadLimits): number {
   return Math.ceil((limits.maxUploadBytes * 4) / 3) + 1024;
+}
+
+function fieldTooLong(name: string, limits: UploadLimits): ApiError {
+  return new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`);
 }
 
 function tooLarge(limits: UploadLimits): ApiError {
@@ -46,22 +53,33 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
       reject(new ApiError('bad_request', `Malformed multipart request: ${(error as Error).message}.`, { cause: error }));
       return;
     }
-    const fields: Record<string, string> = {};
+    const fields = parameterTable();
     const files: RequestBody['files'] = {};
     let failure: ApiError | null = null;
     const fail = (error: ApiError): void => {
       failure ??= error;
     };
 
+    // The field each file came in, so a second one for the same slot can be named with the first.
+    const fileFields: Partial<Record<keyof RequestBody['files'], string>> = {};
+
     parser.on('file', (name, stream) => {
       // A truncated body errors the file stream too; unhandled, that would crash the process.
       stream.on('error', (error: Error) => fail(new ApiError('bad_request', `Malformed multipart body: ${error.message}.`)));
       const key = IMAGE_FIELDS.includes(name) ? 'image_file' : name === BACKGROUND_FIELD ? BACKGROUND_FIELD : null;
-      if (key === null || files[key] !== undefined) {
-        if (key === null) fail(new ApiError('invalid_parameter', `Unexpected file field ${JSON.stringify(name)}: send the image as image_file and a background as bg_image_file.`));
+      const earlier = key === null ? undefined : fileFields[key];
+      if (key === null) {
+        fail(new ApiError('invalid_parameter', `Unexpected file field ${JSON.stringify(name)}: send the image as image_file and a background as bg_image_file.`));
+      } else if (earlier === name) {
+        fail(repeatedParameter(name, 'multipart body'));
+      } else if (earlier !== undefined) {
+        fail(new ApiError('invalid_parameter', `The image is given twice in the multipart body, as ${earlier} and ${name}: send one.`));
+      }
+      if (key === null || earlier !== undefined) {
         stream.resume();
         return;
       }
+      fileFields[key] = name;
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('limit', () => fail(tooLarge(limits)));
@@ -70,15 +88,17 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
       });
     });
     parser.on('field', (name, value, info) => {
-      if (info.valueTruncated) fail(new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`));
+      if (info.valueTruncated) fail(fieldTooLong(name, limits));
+      if (Object.hasOwn(fields, name)) fail(repeatedParameter(name, 'multipart body'));
       fields[name] = value;
     });
     // The body's shape is the first thing wrong with it, whatever its parts were called.
-    const tooMany = (what: string) => () => {
-      failure = new ApiError('bad_request', `The multipart body has too many ${what}.`);
-    };
-    parser.on('filesLimit', tooMany('files'));
-    parser.on('fieldsLimit', tooMany('fields'));
+    parser.on('filesLimit', () => {
+      failure = new ApiError('bad_request', `The multipart body has too many files: at most ${MAX_FILES}.`);
+    });
+    parser.on('fieldsLimit', () => {
+      failure = tooManyFields('multipart body', MAX_FIELDS);
+    });
     parser.on('error', (error: Error) => {
       reject(failure ?? new ApiError('bad_request', `Malformed multipart body: ${error.message}.`, { cause: error }));
     });
@@ -90,24 +110,46 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
   });
 }
 
+/** A field the form or JSON parser produced, under the multipart rules. */
+function addField(fields: Record<string, string>, name: string, value: string, where: string, limits: UploadLimits): void {
+  if (Object.hasOwn(fields, name)) throw repeatedParameter(name, where);
+  if (value.length > maxFieldBytes(limits)) throw fieldTooLong(name, limits);
+  fields[name] = value;
+}
+
+function parseFormFields(body: Buffer, limits: UploadLimits): Record<string, string> {
+  checkFormFieldCount(body, MAX_FIELDS);
+  const fields = parameterTable();
+  for (const [name, value] of new URLSearchParams(body.toString('utf8'))) addField(fields, name, value, 'form body', limits);
+  return fields;
+}
+
 /** JSON members become parameters as text, as if they had come in a form. */
-function parseJsonFields(body: Buffer): Record<string, string> {
+function parseJsonFields(body: Buffer, limits: UploadLimits): Record<string, string> {
+  const names = scanJsonObject(body, MAX_FIELDS);
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch (error) {
     throw new ApiError('bad_request', `The JSON body could not be parsed: ${(error as Error).message}.`, { cause: error });
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new ApiError('bad_request', 'The JSON body must be an object of parameters.');
-  }
-  const fields: Record<string, string> = {};
-  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
-    if (value === null) continue;
-    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
-      throw new ApiError('invalid_parameter', `The JSON member ${JSON.stringify(name)} must be a string, number or boolean.`);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw notAnObject();
+  const members = Object.entries(parsed as Record<string, unknown>);
+  // JSON.parse keeps the last of two equal names; the scan saw both.
+  if (members.length < names.length) {
+    const seen = new Set<string>();
+    for (const range of names) {
+      const name = decodeName(body, range);
+      if (name === null) continue;
+      if (seen.has(name)) throw repeatedParameter(name, 'JSON body');
+      seen.add(name);
     }
-    fields[name] = String(value);
+  }
+  const fields = parameterTable();
+  for (const [name, value] of members) {
+    if (value === null) continue;
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw notScalar(name);
+    addField(fields, name, String(value), 'JSON body', limits);
   }
   return fields;
 }
@@ -125,11 +167,9 @@ export async function readRequestBody(request: RawRequest, limits: UploadLimits)
   const mediaType = contentType.split(';', 1)[0]!.trim();
 
   if (mediaType === 'multipart/form-data') return parseMultipart(request, body, limits);
-  if (mediaType === 'application/x-www-form-urlencoded') {
-    return { files: {}, fields: Object.fromEntries(new URLSearchParams(body.toString('utf8'))) };
-  }
+  if (mediaType === 'application/x-www-form-urlencoded') return { files: {}, fields: parseFormFields(body, limits) };
   if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
-    return { files: {}, fields: body.length === 0 ? {} : parseJsonFields(body) };
+    return { files: {}, fields: body.length === 0 ? {} : parseJsonFields(body, limits) };
   }
   // The functions framework does not read a body that has no Content-Type, so only the header tells it was sent.
   const bodySent = body.length > 0 || Number(request.headers['content-length']) > 0;

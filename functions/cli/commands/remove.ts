@@ -11,6 +11,7 @@ import {
   BACKGROUND_IMAGE_PARAMETERS,
   checkParameterNames,
   IMAGE_PARAMETERS,
+  parameterTable,
   type Parameters,
   parseRemovalOptions,
   type RemovalOptions,
@@ -129,7 +130,7 @@ function parameterName(flag: string): string {
 }
 
 function collectParameters(values: Readonly<Record<string, unknown>>, params: readonly string[]): Record<string, string> {
-  const parameters: Record<string, string> = {};
+  const parameters = parameterTable();
   for (const param of params) {
     const separator = param.indexOf('=');
     if (separator <= 0) throw new UsageError(`--param takes NAME=VALUE, got ${JSON.stringify(param)}`);
