@@ -37,7 +37,7 @@ const ADVICE: Record<CostCause, string> = {
   bg_image: 'send a smaller background image, or use bg_color',
   refine: 'leave out refine, or ask for a smaller size',
   quality: 'leave out quality=high',
-  format: 'ask for format=png or jpg as an image rather than JSON',
+  format: 'use format=png or jpg rather than webp, and ask for an image rather than JSON',
 };
 
 function mib(bytes: number): string {

@@ -13,7 +13,7 @@ import { processedSize } from './size';
  * (after crop_margin, scale and position, capped by MAX_OUTPUT_PIXELS); M²,
  * the model's square. The terms are added, not maxed: a stage's buffers are
  * freed by the garbage collector some time after the stage, not at its end.
- * `bench/calibrate.ts` measures the real peaks against these figures.
+ * `npm run bench:memory` (bench/calibrate.ts) measures real peaks against them.
  */
 
 /** What the estimate needs to know about the model. */
@@ -49,11 +49,13 @@ export interface CostEstimate {
 }
 
 /**
- * Measured peaks over these estimates stayed below 1 on every shape that
- * bench/calibrate.ts tries; the margin covers libvips' working rows and the
- * collector's lag, which no term names.
+ * The terms are built for the worst case (an opaque subject that fills the
+ * frame, incompressible output), so on photos `npm run bench:memory`
+ * measures 0.3-0.8 of them (docs/memory.md). This factor is the margin over
+ * the worst shape measured, for libvips' working rows and the collector's
+ * lag, which no term names.
  */
-export const CALIBRATION = 1.25;
+export const CALIBRATION = 1.1;
 
 const FLOAT = 4;
 
@@ -73,12 +75,17 @@ function worstCanvas(width: number, height: number, layout: LayoutOptions, pixel
   return Math.ceil(canvasWidth) * Math.ceil(canvasHeight);
 }
 
-/** The encoder's input pixels, its working copy (libwebp converts to its own planes) and its output, at worst raw-sized. */
+/**
+ * The encoder's input pixels, its working copies and its output, at worst
+ * raw-sized. libwebp's are by far the largest: it converts RGBA to its own
+ * ARGB picture and YUVA planes and keeps analysis buffers, about 20 bytes a
+ * pixel beyond PNG's as measured at 12 and 40 MP.
+ */
 function encodeBytes(options: RemovalOptions, canvas: number): number {
   const { format, channels } = options.encode;
   if (channels === 'alpha') return canvas * 2;
   if (format === 'zip') return canvas * (3 + 1 + 3 + 1);
-  const working = format === 'webp' ? canvas * 6 : format === 'jpeg' || options.backgroundColour ? canvas * 4 : 0;
+  const working = format === 'webp' ? canvas * 24 : format === 'jpeg' || options.backgroundColour ? canvas * 4 : 0;
   return canvas * 4 + working + canvas * 4;
 }
 

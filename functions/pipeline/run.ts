@@ -5,7 +5,7 @@ import { colourBackdrop, imageBackdrop } from './background';
 import type { Backdrop } from './composite';
 import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
 import { decodeWithHeader, type ImageHeader, readImageHeader } from './decode';
-import { encode } from './encode';
+import { checkEncodable, encode } from './encode';
 import { estimateForeground } from './foreground';
 import { infer, inferMirrored } from './infer';
 import { layout } from './layout';
@@ -67,12 +67,15 @@ export async function planRemoval(job: RemovalJob, model: CostModel, limits: Rem
     job.backgroundImage ? readImageHeader(job.backgroundImage, limits.maxInputPixels) : null,
   ]);
   const cost = estimateRemoval({ image, background, options: job.options, model, maxOutputPixels: limits.maxOutputPixels, json });
-  // Without crop the canvas is the processed image itself, so its size is known now.
-  if (!job.options.layout.crop && cost.width * cost.height > limits.maxOutputPixels) {
-    throw new ApiError(
-      'image_too_large',
-      `The result would be ${cost.width}x${cost.height} (${megapixels(cost.width * cost.height)}); the output limit is ${megapixels(limits.maxOutputPixels)}: use size to scale it down.`,
-    );
+  // Without crop the canvas is the processed image itself, so its size is known now and checked before any inference.
+  if (!job.options.layout.crop) {
+    if (cost.width * cost.height > limits.maxOutputPixels) {
+      throw new ApiError(
+        'image_too_large',
+        `The result would be ${cost.width}x${cost.height} (${megapixels(cost.width * cost.height)}); the output limit is ${megapixels(limits.maxOutputPixels)}: use size to scale it down.`,
+      );
+    }
+    checkEncodable(cost.width, cost.height, job.options.encode);
   }
   return { job, image, background, cost, limits };
 }
