@@ -7,7 +7,6 @@
 import net from 'node:net';
 import sharp, { type Sharp } from 'sharp';
 import { type Answer, judgeAnswer, receive } from '../test/support/answers';
-import { postBody } from '../test/support/http';
 import { fixture } from '../test/support/images';
 import { type BenchImage, photoLikeJpeg } from './images';
 import { MIB, peakRssMiB, resetPeakRss, rssMiB } from './stats';
@@ -51,26 +50,40 @@ interface Exchange {
   outcome: Outcome;
   ms: number;
   answer: Answer | null;
+  /** Why there was no answer: fetch's own error, or the socket error beneath it. */
+  failure: string;
 }
 
+function failureOf(error: unknown): string {
+  const { message, cause } = error as Error & { cause?: Error };
+  return cause?.message ?? message;
+}
+
+/**
+ * Every request on a connection of its own: reusing a pooled keep-alive socket
+ * races the server's 5 s idle timeout, and a server whose event loop is stalled
+ * runs that timeout late, closing the socket under a request already written to
+ * it. That would be the bench's pool failing, not the service.
+ */
 async function exchange(url: string, body: Buffer | undefined, contentType: string | undefined): Promise<Exchange> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), CLIENT_TIMEOUT_MS);
   const started = performance.now();
+  const headers: Record<string, string> = { connection: 'close', ...(contentType === undefined ? {} : { 'content-type': contentType }) };
   try {
-    const init = { signal: controller.signal };
-    const response = body === undefined ? await fetch(url, init) : await postBody(url, body, contentType, init);
+    const response = await fetch(url, { method: body === undefined ? 'GET' : 'POST', body, headers, signal: controller.signal });
     const answer = await receive(response);
-    return { outcome: answer.status, ms: performance.now() - started, answer };
-  } catch {
-    return { outcome: controller.signal.aborted ? 'timeout' : 'lost', ms: performance.now() - started, answer: null };
+    return { outcome: answer.status, ms: performance.now() - started, answer, failure: '' };
+  } catch (error) {
+    const outcome = controller.signal.aborted ? 'timeout' : 'lost';
+    return { outcome, ms: performance.now() - started, answer: null, failure: failureOf(error) };
   } finally {
     clearTimeout(timer);
   }
 }
 
-function describe(answer: Answer | null): string {
-  if (answer === null) return '';
+function describe({ answer, failure }: Exchange): string {
+  if (answer === null) return failure;
   const type = answer.headers.get('content-type') ?? '';
   if (answer.status === 200) return `${answer.headers.get('x-width')}x${answer.headers.get('x-height')} ${type}`;
   try {
@@ -81,8 +94,9 @@ function describe(answer: Answer | null): string {
 }
 
 export async function send(baseUrl: string, probe: Probe): Promise<Shot> {
-  const { outcome, ms, answer } = await exchange(`${baseUrl}${probe.path}`, probe.body, probe.contentType);
-  return { label: probe.label, outcome, ms, expected: probe.expected, retryAfter: answer?.headers.has('retry-after') ?? false, detail: describe(answer) };
+  const result = await exchange(`${baseUrl}${probe.path}`, probe.body, probe.contentType);
+  const { outcome, ms, answer } = result;
+  return { label: probe.label, outcome, ms, expected: probe.expected, retryAfter: answer?.headers.has('retry-after') ?? false, detail: describe(result) };
 }
 
 /**
@@ -130,10 +144,11 @@ export function sendAtOnce(baseUrl: string, probes: readonly Probe[]): Promise<S
 
 /** POSTs the photo as image/jpeg and checks the answer is a PNG cutout of the photo's size. */
 export async function normalUpload(baseUrl: string, photo: BenchImage): Promise<UploadOutcome> {
-  const { outcome, ms, answer } = await exchange(`${baseUrl}/remove-background`, photo.bytes, photo.contentType);
+  const result = await exchange(`${baseUrl}/remove-background`, photo.bytes, photo.contentType);
+  const { outcome, ms, answer } = result;
   let problem: string | null;
-  if (answer === null) problem = `no answer (${outcome})`;
-  else if (answer.status !== 200) problem = `${answer.status} ${describe(answer)}`;
+  if (answer === null) problem = `no answer (${outcome}: ${result.failure})`;
+  else if (answer.status !== 200) problem = `${answer.status} ${describe(result)}`;
   else problem = await judgeAnswer(answer, { image: { width: photo.width, height: photo.height } });
   return { outcome, ms, problem };
 }
