@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createCallerGate, withCallerCheck } from './access/callers';
 import { withCors } from './access/cors';
+import { createRateLimiter } from './access/rateLimit';
 import type { Config } from './config';
 import { type Admission, createAdmission } from './handlers/admission';
 import { HEALTH_METHODS, healthHandler } from './handlers/health';
@@ -34,14 +35,15 @@ export function packageVersion(): string {
  * is loaded, costs nothing, and uptime checks and load balancers must reach it
  * without a key. warmup does check: it costs an inference.
  */
-export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger): Detourage {
+export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger, now: () => number = Date.now): Detourage {
   const log = logger ?? new Logger({ level: config.logLevel, pretty: process.stderr.isTTY === true });
   const holder = new ModelHolder(config, loader, log);
   const admission = createAdmission(config);
   const deps = { config, holder, admission, warmups: createWarmups(holder, admission), version: packageVersion(), startedAt: Date.now() };
   const gate = createCallerGate(config);
+  const limiter = config.rateLimitPerMinute === undefined ? undefined : createRateLimiter(config.rateLimitPerMinute, now);
   const serve = (methods: readonly string[], handler: HttpHandler, checked: boolean): HttpHandler =>
-    withRequestLog(log, config.project, withCors(config.corsOrigins, methods, checked ? withCallerCheck(gate, handler) : handler));
+    withRequestLog(log, config.project, withCors(config.corsOrigins, methods, checked ? withCallerCheck(gate, limiter, handler) : handler));
   return {
     config,
     holder,

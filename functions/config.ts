@@ -50,6 +50,8 @@ export interface Config {
   auth: readonly AuthMode[];
   /** SHA-256 hashes of the accepted API keys (API_KEY_HASHES); the keys themselves are never configured. */
   apiKeys: readonly ApiKeyHash[];
+  /** Requests per minute per API key id, in each instance (RATE_LIMIT_PER_MINUTE); undefined: no limit. */
+  rateLimitPerMinute: number | undefined;
   /** Origins whose pages may call the functions (CORS_ORIGINS); empty sends no CORS headers at all. */
   corsOrigins: readonly string[];
   logLevel: LogLevel;
@@ -193,6 +195,13 @@ function apiKeyHashes(env: Env, auth: readonly AuthMode[], problems: string[]): 
   return keys;
 }
 
+/** Counted per key id, so it means nothing without api-key: refused then rather than silently ignored. */
+function rateLimit(env: Env, auth: readonly AuthMode[], problems: string[]): number | undefined {
+  if (!env.RATE_LIMIT_PER_MINUTE?.trim()) return undefined;
+  if (!auth.includes('api-key')) problems.push('RATE_LIMIT_PER_MINUTE counts requests per API key, so it needs AUTH to include api-key');
+  return integerSetting(env, 'RATE_LIMIT_PER_MINUTE', 1, problems, 1_000_000);
+}
+
 /**
  * Exact origins only. `*` is refused: it would let any page on the web call
  * the service with whatever credential it can get hold of, and a list of the
@@ -299,6 +308,7 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
     allowLoopbackUrlsForTests: loopbackForTests(env, problems),
     auth: Object.freeze(auth),
     apiKeys: Object.freeze(apiKeyHashes(env, auth, problems)),
+    rateLimitPerMinute: rateLimit(env, auth, problems),
     corsOrigins: Object.freeze(corsOrigins(env, problems)),
     logLevel,
     project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,

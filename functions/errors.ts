@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'corrupt_image'
   | 'no_foreground'
   | 'output_not_encodable'
+  | 'rate_limited'
   | 'model_unavailable'
   | 'overloaded'
   | 'timeout'
@@ -36,6 +37,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   corrupt_image: 422,
   no_foreground: 422,
   output_not_encodable: 422,
+  rate_limited: 429,
   internal: 500,
   model_unavailable: 503,
   overloaded: 503,

@@ -84,6 +84,10 @@ Options override the environment variable named in brackets.
                             (default $DEFAULT_API_KEY_SECRET; create it first, see README)
   --service-account=EMAIL   runtime service account of the functions [SERVICE_ACCOUNT]
                             (default: the project's default compute service account)
+  --cors-origins=LIST       origins whose pages may call the functions [CORS_ORIGINS]
+                            (comma-separated, e.g. https://app.example.com; default none)
+  --rate-limit-per-minute=N requests per minute per API key, per instance
+                            [RATE_LIMIT_PER_MINUTE] (api-key only; default no limit)
   --allow-unauthenticated   make health public too [ALLOW_UNAUTHENTICATED=true]; refused
                             unless AUTH is api-key, since with iam the service
                             checks nobody itself
@@ -130,6 +134,8 @@ parse_boolean allow_unauthenticated ALLOW_UNAUTHENTICATED "${ALLOW_UNAUTHENTICAT
 auth=${AUTH:-iam}
 api_key_secret=${API_KEY_SECRET:-$DEFAULT_API_KEY_SECRET}
 service_account=${SERVICE_ACCOUNT:-}
+cors_origins=${CORS_ORIGINS:-}
+rate_limit_per_minute=${RATE_LIMIT_PER_MINUTE:-}
 
 while (($#)); do
   OPTION_SHIFT=1
@@ -147,6 +153,8 @@ while (($#)); do
     --auth | --auth=*) option_value "$@" && auth=$OPTION_VALUE ;;
     --api-key-secret | --api-key-secret=*) option_value "$@" && api_key_secret=$OPTION_VALUE ;;
     --service-account | --service-account=*) option_value "$@" && service_account=$OPTION_VALUE ;;
+    --cors-origins | --cors-origins=*) option_value "$@" && cors_origins=$OPTION_VALUE ;;
+    --rate-limit-per-minute | --rate-limit-per-minute=*) option_value "$@" && rate_limit_per_minute=$OPTION_VALUE ;;
     --allow-unauthenticated) allow_unauthenticated=true ;;
     --no-allow-unauthenticated) allow_unauthenticated=false ;;
     *) common_option "$@" ;;
@@ -201,6 +209,14 @@ auth_has() { [[ ",$auth," == *",$1,"* ]]; }
 [[ $api_key_secret =~ ^[A-Za-z0-9_-]{1,255}$ ]] || die "invalid secret name: '$api_key_secret' (letters, digits, - and _ only)"
 [[ -z $service_account || $service_account =~ ^[^@[:space:]]+@[^@[:space:]]+\.[a-z]+$ ]] ||
   die "invalid service account email: '$service_account'"
+# The service checks each origin fully at start; this catches what would otherwise fail only then.
+cors_origins=${cors_origins// /}
+[[ -z $cors_origins || $cors_origins =~ ^https?://[^/,\;*]+(,https?://[^/,\;*]+)*$ ]] ||
+  die "CORS origins must be a comma-separated list of origins like https://app.example.com (no * and no path), got '$cors_origins'"
+if [[ -n $rate_limit_per_minute ]]; then
+  check_integer rate_limit_per_minute 'rate limit per minute' 1 1000000
+  auth_has api-key || die "a rate limit counts requests per API key: it needs --auth with api-key"
+fi
 # The service's iam mode trusts Cloud Run to have checked the caller, so the
 # two functions it protects must stay behind IAM whenever iam is a mode.
 if auth_has iam && $allow_unauthenticated; then
@@ -227,9 +243,11 @@ env_entries=(
 )
 [[ -z $max_upload_bytes ]] || env_entries+=("MAX_UPLOAD_BYTES=$max_upload_bytes")
 [[ -z $max_input_pixels ]] || env_entries+=("MAX_INPUT_PIXELS=$max_input_pixels")
-# A value with a comma (AUTH=iam,api-key) needs gcloud's other delimiter
-# (gcloud topic escaping): ^;^ before the list, ; between its entries.
-if [[ $auth == *,* ]]; then
+[[ -z $cors_origins ]] || env_entries+=("CORS_ORIGINS=$cors_origins")
+[[ -z $rate_limit_per_minute ]] || env_entries+=("RATE_LIMIT_PER_MINUTE=$rate_limit_per_minute")
+# A value with a comma (AUTH=iam,api-key, CORS_ORIGINS) needs gcloud's other
+# delimiter (gcloud topic escaping): ^;^ before the list, ; between its entries.
+if [[ "${env_entries[*]}" == *,* ]]; then
   env_vars=$(IFS=';' && printf '^;^%s' "${env_entries[*]}")
 else
   env_vars=$(IFS=',' && printf '%s' "${env_entries[*]}")

@@ -3,7 +3,7 @@
  * real HTTP; the deployed functions' side is test/accessFunctions.test.ts.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
@@ -55,6 +55,8 @@ describe('configuration', () => {
     { name: 'a hash entry without id', env: { AUTH: 'api-key', API_KEY_HASHES: 'a'.repeat(64) }, message: /API_KEY_HASHES entry 1 must be ID:SHA256/ },
     { name: 'a short hash', env: { AUTH: 'api-key', API_KEY_HASHES: 'k:abc' }, message: /entry 1 must be ID:SHA256/ },
     { name: 'a repeated id', env: { AUTH: 'api-key', API_KEY_HASHES: `${HASHES},${apiKeyHashEntry('old', KEY)}` }, message: /names key id old twice/ },
+    { name: 'a rate limit without api-key', env: { RATE_LIMIT_PER_MINUTE: '10' }, message: /RATE_LIMIT_PER_MINUTE counts requests per API key, so it needs AUTH to include api-key/ },
+    { name: 'a rate limit of 0', env: { AUTH: 'api-key', API_KEY_HASHES: HASHES, RATE_LIMIT_PER_MINUTE: '0' }, message: /RATE_LIMIT_PER_MINUTE must be between 1 and 1000000/ },
     { name: 'CORS_ORIGINS=*', env: { CORS_ORIGINS: '*' }, message: /CORS_ORIGINS may not be \*/ },
     { name: 'an origin with a path', env: { CORS_ORIGINS: 'https://app.example.com/' }, message: /"https:\/\/app.example.com\/" must be an origin/ },
     { name: 'an origin without scheme', env: { CORS_ORIGINS: 'app.example.com' }, message: /must be an origin/ },
@@ -242,8 +244,13 @@ describe('CORS_ORIGINS on the local server', () => {
   });
 });
 
+/** The real CLI as its own process. */
+function keysCommand(...args: string[]): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'detourage'), 'keys', ...args], { encoding: 'utf8' });
+}
+
 test('detourage keys create prints a key once and the entry that lets it in', async () => {
-  const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'detourage'), 'keys', 'create', '--id', 'ci-test'], { encoding: 'utf8' });
+  const run = keysCommand('create', '--id', 'ci-test');
   assert.equal(run.status, 0, run.stderr);
   const key = /^(dtr_[A-Za-z0-9_-]{43})$/m.exec(run.stdout)?.[1];
   const entry = /^(ci-test:[0-9a-f]{64})$/m.exec(run.stdout)?.[1];
@@ -259,12 +266,13 @@ test('detourage keys create prints a key once and the entry that lets it in', as
     await server.close();
   }
 
-  const bad = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'detourage'), 'keys', 'create', '--id', 'no spaces'], { encoding: 'utf8' });
+  const bad = keysCommand('create', '--id', 'no spaces');
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--id must be letters/);
-  const second = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'detourage'), 'keys', 'create'], { encoding: 'utf8' });
+  const second = keysCommand('create');
   assert.match(second.stdout, /^key-\d{8}:[0-9a-f]{64}$/m);
   assert.ok(!second.stdout.includes(key));
+  assert.equal(keysCommand('delete').status, 2);
 });
 
 test('AUTH=iam,api-key lets everyone in (IAM checked them) and still names a key\'s caller', async () => {
@@ -277,6 +285,52 @@ test('AUTH=iam,api-key lets everyone in (IAM checked them) and still names a key
     assert.equal((await fetch(`${server.url}/remove-background`, { method: 'POST', headers: { 'X-Api-Key': KEY } })).status, 400);
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(lines.map((line) => line.apiKeyId), [undefined, undefined, 'frontend']);
+  } finally {
+    await server.close();
+  }
+});
+
+test('RATE_LIMIT_PER_MINUTE: headers on every answer to a key, 429 past the limit, then the next minute recovers', async () => {
+  // 10 s into a minute, so that the reset is 50 s away.
+  let clock = Date.UTC(2026, 11, 1, 20, 0, 10);
+  const server = await startLocalServer(
+    configWith({ AUTH: 'api-key', API_KEY_HASHES: HASHES, RATE_LIMIT_PER_MINUTE: '2', CORS_ORIGINS: PAGE }),
+    undefined,
+    quiet,
+    () => clock,
+  );
+  const reset = String(Date.UTC(2026, 11, 1, 20, 1, 0) / 1000);
+  const post = (key: string): Promise<Response> =>
+    fetch(`${server.url}/remove-background`, { method: 'POST', headers: { 'X-Api-Key': key, Origin: PAGE } });
+  try {
+    for (const remaining of ['1', '0']) {
+      const response = await post(KEY);
+      assert.equal(response.status, 400, 'within the limit, the handler answers');
+      assert.equal(response.headers.get('x-ratelimit-limit'), '2');
+      assert.equal(response.headers.get('x-ratelimit-remaining'), remaining);
+      assert.equal(response.headers.get('x-ratelimit-reset'), reset);
+      assert.equal(response.headers.get('retry-after'), null);
+    }
+    const refused = await post(KEY);
+    assert.equal(refused.status, 429);
+    assert.equal(((await refused.json()) as ErrorBody).error.code, 'rate_limited');
+    assert.equal(refused.headers.get('retry-after'), '50');
+    assert.equal(refused.headers.get('x-ratelimit-remaining'), '0');
+    assert.equal(refused.headers.get('access-control-allow-origin'), PAGE);
+    assert.match(refused.headers.get('access-control-expose-headers') ?? '', /X-RateLimit-Reset/);
+    // Counted per key id: the other key has its own budget.
+    assert.equal((await post(OLD_KEY)).status, 400);
+    // Refusals for a missing key are not counted against anyone and carry no rate headers.
+    const anonymous = await fetch(`${server.url}/remove-background`, { method: 'POST' });
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.headers.get('x-ratelimit-limit'), null);
+
+    clock += 50_000;
+    const recovered = await post(KEY);
+    assert.equal(recovered.status, 400);
+    assert.equal(recovered.headers.get('x-ratelimit-remaining'), '1');
+    assert.equal(recovered.headers.get('x-ratelimit-reset'), String(Number(reset) + 60));
+    assert.equal(server.detourage.holder.loadCount, 0);
   } finally {
     await server.close();
   }

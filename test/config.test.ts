@@ -64,6 +64,7 @@ test('every variable is read', () => {
     AUTH: 'iam, API-KEY',
     API_KEY_HASHES: `ci:${'AB'.repeat(32)}`,
     CORS_ORIGINS: 'https://app.example.com, http://localhost:5173',
+    RATE_LIMIT_PER_MINUTE: '30',
     LOG_LEVEL: 'WARNING',
     GOOGLE_CLOUD_PROJECT: 'my-project',
   });
@@ -92,6 +93,7 @@ test('every variable is read', () => {
       allowLoopbackUrlsForTests: true,
       auth: ['iam', 'api-key'],
       apiKeys: [{ id: 'ci', sha256: 'ab'.repeat(32) }],
+      rateLimitPerMinute: 30,
       corsOrigins: ['https://app.example.com', 'http://localhost:5173'],
       logLevel: 'warning',
       project: 'my-project',

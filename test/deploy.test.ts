@@ -278,6 +278,18 @@ describe('deploy.sh', () => {
       assert.deepEqual(publicFlags(run), { removeBackground: false, warmup: false, health: false });
     });
 
+    test('--cors-origins and --rate-limit-per-minute reach the service, commas and all', () => {
+      const origins = 'https://app.example.com,http://localhost:5173';
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=api-key', `--cors-origins=${origins}`], { RATE_LIMIT_PER_MINUTE: '60' });
+      assertSucceeded(run);
+      for (const call of run.calls.filter((words) => words[1] === 'deploy')) {
+        const env = envVarsOf(call, '--set-env-vars');
+        assert.equal(env.CORS_ORIGINS, origins);
+        assert.equal(env.RATE_LIMIT_PER_MINUTE, '60');
+        assert.equal(env.AUTH, 'api-key');
+      }
+    });
+
     for (const auth of ['api-key', 'iam,api-key']) {
       test(`--dry-run with --auth=${auth} prints what a paste runs`, () => {
         const args = [`--project=${PROJECT}`, `--auth=${auth}`];
@@ -393,6 +405,10 @@ describe('deploy.sh', () => {
     { name: 'firebase auth', args: ['--auth=api-key,firebase'], message: /auth mode firebase is not implemented yet/ },
     { name: 'app-check auth from the env', args: [], env: { AUTH: 'app-check' }, message: /auth mode app-check is not implemented yet/ },
     { name: 'an empty auth', args: ['--auth=,'], message: /--auth needs a comma-separated list of modes \(iam api-key\), got ','/ },
+    { name: 'a CORS wildcard', args: ['--cors-origins=*'], message: /CORS origins must be a comma-separated list of origins/ },
+    { name: 'a CORS origin with a path', args: ['--cors-origins=https://app.example.com/'], message: /no \* and no path/ },
+    { name: 'a rate limit without api-key', args: ['--rate-limit-per-minute=10'], message: /a rate limit counts requests per API key/ },
+    { name: 'a rate limit of zero', args: ['--auth=api-key', '--rate-limit-per-minute=0'], message: /rate limit per minute must be between 1 and 1000000/ },
     { name: 'a bad secret name', args: ['--auth=api-key', '--api-key-secret=a/b'], message: /invalid secret name: 'a\/b'/ },
     { name: 'a bad runtime service account', args: ['--service-account=runner'], message: /invalid service account email: 'runner'/ },
     { name: 'ALLOW_UNAUTHENTICATED=maybe', args: [], env: { ALLOW_UNAUTHENTICATED: 'maybe' }, message: /ALLOW_UNAUTHENTICATED must be true or false/ },

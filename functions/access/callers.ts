@@ -10,6 +10,7 @@ import type { AuthMode, Config } from '../config';
 import { ApiError } from '../errors';
 import { type HttpHandler, type HttpRequest, sendError } from '../http';
 import { API_KEY_HEADER, apiKeyMatcher } from './apiKey';
+import { type RateLimiter, rateLimited } from './rateLimit';
 
 /** `absent`: the request carries no credential of this kind; `rejected`: it carries a wrong one. */
 type CheckOutcome = { result: 'passed'; keyId?: string } | { result: 'absent' } | { result: 'rejected' };
@@ -73,12 +74,21 @@ export function createCallerGate(config: Config): CallerGate {
   };
 }
 
-/** Runs the gate first; the key id goes to the request's log line, never the key. */
-export function withCallerCheck(gate: CallerGate, handler: HttpHandler): HttpHandler {
+/**
+ * Runs the gate first; the key id goes to the request's log line, never the
+ * key. A caller a key let in is counted against RATE_LIMIT_PER_MINUTE, and every
+ * answer to it, errors included, carries the X-RateLimit-* headers.
+ */
+export function withCallerCheck(gate: CallerGate, limiter: RateLimiter | undefined, handler: HttpHandler): HttpHandler {
   return async (request, response) => {
     try {
       const { keyId } = gate(request);
-      if (keyId !== undefined) response.locals.apiKeyId = keyId;
+      if (keyId !== undefined) {
+        response.locals.apiKeyId = keyId;
+        const decision = limiter?.take(keyId);
+        if (decision) response.set(decision.headers);
+        if (decision && !decision.allowed) throw rateLimited(decision.limit, decision.headers);
+      }
     } catch (error) {
       sendError(response, error);
       return;

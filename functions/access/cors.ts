@@ -20,6 +20,9 @@ const EXPOSED_HEADERS = [
   'X-Request-Id',
   'Retry-After',
   'Server-Timing',
+  'X-RateLimit-Limit',
+  'X-RateLimit-Remaining',
+  'X-RateLimit-Reset',
 ];
 /** Short enough that an origin taken off the list stops working within minutes; Chrome caps it at 2 h anyway. */
 const PREFLIGHT_MAX_AGE_SECONDS = 600;
