@@ -1,11 +1,14 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { createCallerGate, withCallerCheck } from './access/callers';
+import { withCors } from './access/cors';
+import { createRateLimiter } from './access/rateLimit';
 import type { Config } from './config';
 import { type Admission, createAdmission } from './handlers/admission';
-import { healthHandler } from './handlers/health';
+import { HEALTH_METHODS, healthHandler } from './handlers/health';
 import { modelsHandler } from './handlers/models';
-import { removeBackgroundHandler } from './handlers/removeBackground';
-import { createWarmups, warmupHandler } from './handlers/warmup';
+import { REMOVAL_METHODS, removeBackgroundHandler } from './handlers/removeBackground';
+import { createWarmups, WARMUP_METHODS, warmupHandler } from './handlers/warmup';
 import { type HttpHandler, withRequestLog } from './http';
 import { Logger } from './log';
 import { ModelHolder, type ModelLoader } from './model/holder';
@@ -25,22 +28,33 @@ export function packageVersion(): string {
   return manifest.version;
 }
 
-/** Wires the handlers to one shared model holder. */
-export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger): Detourage {
+/**
+ * Wires the handlers to one shared model holder. Each function answers CORS
+ * first (a preflight carries no credentials), then checks its caller, then runs.
+ * health checks no caller: it reveals only the version and whether the model
+ * is loaded, costs nothing, and uptime checks and load balancers must reach it
+ * without a key. warmup does check: it costs an inference.
+ */
+export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger, now: () => number = Date.now): Detourage {
   const log = logger ?? new Logger({ level: config.logLevel, pretty: process.stderr.isTTY === true });
   const holder = new ModelHolder(config, loader, log);
   const admission = createAdmission(config);
   const deps = { config, holder, admission, warmups: createWarmups(holder, admission), version: packageVersion(), startedAt: Date.now() };
+  const gate = createCallerGate(config);
+  const limiter = config.rateLimitPerMinute === undefined ? undefined : createRateLimiter(config.rateLimitPerMinute, now);
+  const serve = (methods: readonly string[], handler: HttpHandler, checked: boolean): HttpHandler =>
+    withRequestLog(log, config.project, withCors(config.corsOrigins, methods, checked ? withCallerCheck(gate, limiter, handler) : handler));
   return {
     config,
     holder,
     admission,
     logger: log,
     handlers: {
-      health: withRequestLog(log, config.project, healthHandler(deps)),
-      warmup: withRequestLog(log, config.project, warmupHandler(deps)),
-      removeBackground: withRequestLog(log, config.project, removeBackgroundHandler(deps)),
-      models: withRequestLog(log, config.project, modelsHandler(deps)),
+      health: serve(HEALTH_METHODS, healthHandler(deps), false),
+      warmup: serve(WARMUP_METHODS, warmupHandler(deps), true),
+      removeBackground: serve(REMOVAL_METHODS, removeBackgroundHandler(deps), true),
+      // The demo page's model picker, on the local server only: no caller check, like health it reveals no more than the registry.
+      models: serve(['GET', 'HEAD'], modelsHandler(deps), false),
     },
   };
 }

@@ -46,10 +46,37 @@ export interface Config {
    * instance's own ports.
    */
   allowLoopbackUrlsForTests: boolean;
+  /** Caller checks (AUTH); a request passes if any of them passes. */
+  auth: readonly AuthMode[];
+  /** SHA-256 hashes of the accepted API keys (API_KEY_HASHES); the keys themselves are never configured. */
+  apiKeys: readonly ApiKeyHash[];
+  /** Requests per minute per API key id, in each instance (RATE_LIMIT_PER_MINUTE); undefined: no limit. */
+  rateLimitPerMinute: number | undefined;
+  /** Origins whose pages may call the functions (CORS_ORIGINS); empty sends no CORS headers at all. */
+  corsOrigins: readonly string[];
   logLevel: LogLevel;
   /** Makes log lines carry Cloud Trace ids; Cloud Run sets it. */
   project: string | undefined;
 }
+
+/**
+ * `iam`: Cloud Run's IAM has already let the request in, so the app checks
+ * nothing (the default, as before AUTH existed). `api-key`: an X-Api-Key header
+ * whose SHA-256 is in API_KEY_HASHES.
+ */
+export type AuthMode = 'iam' | 'api-key';
+const AUTH_MODES: readonly AuthMode[] = ['iam', 'api-key'];
+/** Named so that a deployment asking for them is told they are missing, rather than that they are typos. */
+const PLANNED_AUTH_MODES: readonly string[] = ['firebase', 'app-check'];
+
+export interface ApiKeyHash {
+  /** Names the key in logs and in API_KEY_HASHES; never the key itself. */
+  id: string;
+  /** Lower-case hex SHA-256 of the whole key, prefix included. */
+  sha256: string;
+}
+
+export const API_KEY_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export class ConfigError extends Error {
   constructor(problems: string[]) {
@@ -136,6 +163,72 @@ function memoryLimit(env: Env, problems: string[], readText: ReadText): { mib: n
   return { mib: machineMiB, source: 'machine' };
 }
 
+function authModes(env: Env, problems: string[]): AuthMode[] {
+  const names = [...new Set((env.AUTH?.trim() || 'iam').split(',').map((name) => name.trim().toLowerCase()))];
+  const modes: AuthMode[] = [];
+  for (const name of names) {
+    if ((AUTH_MODES as readonly string[]).includes(name)) modes.push(name as AuthMode);
+    else if (PLANNED_AUTH_MODES.includes(name)) problems.push(`AUTH mode ${name} is not implemented yet (implemented: ${AUTH_MODES.join(', ')})`);
+    else problems.push(`AUTH must be a comma-separated list of ${AUTH_MODES.join(', ')}, got ${JSON.stringify(name)}`);
+  }
+  return modes;
+}
+
+/** `id:hexhash,id:hexhash`: two entries side by side are how a key is rotated. */
+function apiKeyHashes(env: Env, auth: readonly AuthMode[], problems: string[]): ApiKeyHash[] {
+  const entries = (env.API_KEY_HASHES ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  const keys: ApiKeyHash[] = [];
+  for (const entry of entries) {
+    const [id = '', sha256 = '', ...rest] = entry.split(':');
+    // The entry itself stays out of the message: it is a hash, but it is the secret's contents.
+    if (rest.length > 0 || !API_KEY_ID_PATTERN.test(id) || !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+      problems.push(`API_KEY_HASHES entry ${keys.length + 1} must be ID:SHA256 (an id of letters, digits, _ . -, and 64 hex digits), as "detourage keys create" prints`);
+    } else if (keys.some((key) => key.id === id)) {
+      problems.push(`API_KEY_HASHES names key id ${id} twice`);
+    } else {
+      keys.push({ id, sha256: sha256.toLowerCase() });
+    }
+  }
+  if (auth.includes('api-key') && entries.length === 0) problems.push('AUTH includes api-key but API_KEY_HASHES is empty: no key could ever pass');
+  // Hashes without the check would look protected and be open.
+  if (!auth.includes('api-key') && entries.length > 0) problems.push('API_KEY_HASHES is set but AUTH does not include api-key, so no key would be checked');
+  return keys;
+}
+
+/** Counted per key id, so it means nothing without api-key: refused then rather than silently ignored. */
+function rateLimit(env: Env, auth: readonly AuthMode[], problems: string[]): number | undefined {
+  if (!env.RATE_LIMIT_PER_MINUTE?.trim()) return undefined;
+  if (!auth.includes('api-key')) problems.push('RATE_LIMIT_PER_MINUTE counts requests per API key, so it needs AUTH to include api-key');
+  return integerSetting(env, 'RATE_LIMIT_PER_MINUTE', 1, problems, 1_000_000);
+}
+
+/**
+ * Exact origins only. `*` is refused: it would let any page on the web call
+ * the service with whatever credential it can get hold of, and a list of the
+ * real frontends is always known.
+ */
+function corsOrigins(env: Env, problems: string[]): string[] {
+  const entries = (env.CORS_ORIGINS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  const origins: string[] = [];
+  for (const entry of entries) {
+    if (entry === '*') {
+      problems.push('CORS_ORIGINS may not be *: list the exact origins of the pages that call the service');
+      continue;
+    }
+    let origin: string | undefined;
+    try {
+      const url = new URL(entry);
+      if (url.protocol === 'http:' || url.protocol === 'https:') origin = url.origin;
+    } catch {
+      origin = undefined;
+    }
+    // What a browser sends in Origin: scheme, host and a non-default port; no path, no trailing slash.
+    if (origin !== entry) problems.push(`CORS_ORIGINS entry ${JSON.stringify(entry)} must be an origin such as https://app.example.com or http://localhost:5173`);
+    else if (!origins.includes(origin)) origins.push(origin);
+  }
+  return origins;
+}
+
 const LOOPBACK_SETTING = 'DETOURAGE_TEST_ALLOW_LOOPBACK_URLS';
 
 function loopbackForTests(env: Env, problems: string[]): boolean {
@@ -186,6 +279,8 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
     );
   }
 
+  const auth = authModes(env, problems);
+
   const config: Config = {
     model,
     allowedModels: Object.freeze(allowedModels),
@@ -211,6 +306,10 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
     requestTimeoutMs: integerSetting(env, 'REQUEST_TIMEOUT_MS', 55_000, problems, 3_600_000, 100),
     urlFetchTimeoutMs: integerSetting(env, 'URL_FETCH_TIMEOUT_MS', 10_000, problems, 600_000, 100),
     allowLoopbackUrlsForTests: loopbackForTests(env, problems),
+    auth: Object.freeze(auth),
+    apiKeys: Object.freeze(apiKeyHashes(env, auth, problems)),
+    rateLimitPerMinute: rateLimit(env, auth, problems),
+    corsOrigins: Object.freeze(corsOrigins(env, problems)),
     logLevel,
     project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,
   };

@@ -6,6 +6,8 @@ export type ErrorCode =
   | 'bad_request'
   | 'missing_image'
   | 'invalid_parameter'
+  | 'unauthenticated'
+  | 'forbidden'
   | 'method_not_allowed'
   | 'payload_too_large'
   | 'image_too_large'
@@ -13,6 +15,7 @@ export type ErrorCode =
   | 'corrupt_image'
   | 'no_foreground'
   | 'output_not_encodable'
+  | 'rate_limited'
   | 'model_unavailable'
   | 'overloaded'
   | 'timeout'
@@ -24,6 +27,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   bad_request: 400,
   missing_image: 400,
   invalid_parameter: 400,
+  unauthenticated: 401,
+  forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
@@ -32,6 +37,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   corrupt_image: 422,
   no_foreground: 422,
   output_not_encodable: 422,
+  rate_limited: 429,
   internal: 500,
   model_unavailable: 503,
   overloaded: 503,
@@ -40,17 +46,24 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   client_closed: 499,
 };
 
+/** remove.bg's own error entry, so that its client libraries read our refusals as theirs. */
+export interface RemoveBgError {
+  title: string;
+  code: string;
+}
+
 export class ApiError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
+  readonly removeBg: RemoveBgError | undefined;
   /** The cause goes to the request's log line: set where it says what the message cannot. */
   readonly logCause: boolean;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { headers?: Record<string, string>; cause?: unknown; logCause?: boolean } = {},
+    options: { headers?: Record<string, string>; cause?: unknown; logCause?: boolean; removeBg?: RemoveBgError } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = 'ApiError';
@@ -58,6 +71,7 @@ export class ApiError extends Error {
     this.status = STATUS_BY_CODE[code];
     this.headers = options.headers ?? {};
     this.logCause = options.logCause ?? false;
+    this.removeBg = options.removeBg;
   }
 }
 
@@ -84,7 +98,7 @@ export function modelUnavailable(message: string, cause?: unknown): ApiError {
 export interface ErrorResponse {
   status: number;
   headers: Record<string, string>;
-  body: { error: { code: ErrorCode; message: string } };
+  body: { error: { code: ErrorCode; message: string }; errors?: RemoveBgError[] };
 }
 
 /** Unknown errors become a generic 500: their messages and stacks stay in the logs. */
@@ -93,7 +107,10 @@ export function toErrorResponse(error: unknown): ErrorResponse {
     return {
       status: error.status,
       headers: { ...error.headers },
-      body: { error: { code: error.code, message: error.message } },
+      body: {
+        error: { code: error.code, message: error.message },
+        ...(error.removeBg ? { errors: [{ ...error.removeBg }] } : {}),
+      },
     };
   }
   return {

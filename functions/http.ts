@@ -79,7 +79,7 @@ export async function withRequestDeadline<T>(
  * One log line per request, written when the response is finished: method,
  * URL (redacted), status, latency and size in Cloud Logging's httpRequest shape, the
  * trace, a request id (echoed as X-Request-Id), and what the handler left in
- * `response.locals` (model, stage timings, error code).
+ * `response.locals` (the caller's API key id, model, stage timings, error code).
  */
 export function withRequestLog(logger: Logger, project: string | undefined, handler: HttpHandler): HttpHandler {
   return async (request, response) => {
@@ -90,7 +90,12 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
     response.once('close', () => {
       const status = response.writableFinished ? response.statusCode : 499;
       const severity = status >= 500 ? 'ERROR' : status >= 400 ? 'WARNING' : 'INFO';
-      const locals = response.locals as { model?: string; timings?: Record<string, number>; error?: Record<string, string> };
+      const locals = response.locals as {
+        model?: string;
+        timings?: Record<string, number>;
+        error?: Record<string, string>;
+        apiKeyId?: string;
+      };
       logger.log(severity, `${request.method} ${request.path} ${status}`, {
         httpRequest: {
           requestMethod: request.method,
@@ -104,6 +109,7 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
         },
         requestId,
         ...traceField(request.headers, project),
+        ...(locals.apiKeyId ? { apiKeyId: locals.apiKeyId } : {}),
         ...(locals.model ? { model: locals.model } : {}),
         ...(locals.timings ? { timingsMs: locals.timings } : {}),
         ...(locals.error ? { error: locals.error } : {}),

@@ -21,6 +21,8 @@ const ROUTES: Record<string, keyof Detourage['handlers']> = {
   '/health': 'health',
   '/warmup': 'warmup',
   '/remove-background': 'removeBackground',
+  // remove.bg's own path, so a client of theirs needs only a new base URL.
+  '/v1.0/removebg': 'removeBackground',
   '/models': 'models',
 };
 

@@ -45,6 +45,13 @@ HEALTH_CONCURRENCY=1
 HEALTH_MIN_INSTANCES=0
 HEALTH_MAX_INSTANCES=3
 
+# AUTH modes the service implements (functions/config.ts); firebase and
+# app-check are planned and refused there too.
+AUTH_MODES=(iam api-key)
+PLANNED_AUTH_MODES=(firebase app-check)
+DEFAULT_API_KEY_SECRET=detourage-api-key-hashes
+SECRET_ACCESSOR_ROLE=roles/secretmanager.secretAccessor
+
 usage() {
   cat <<EOF
 Usage: $SCRIPT_NAME [options]
@@ -69,9 +76,23 @@ Options override the environment variable named in brackets.
   --max-upload-bytes=N      service limit [MAX_UPLOAD_BYTES] (default: the service's)
   --max-input-pixels=N      service limit [MAX_INPUT_PIXELS] (default: the service's)
   --infer-threads=N         onnxruntime threads [INFER_THREADS] (default: the CPU count)
-  --allow-unauthenticated   make the functions public [ALLOW_UNAUTHENTICATED=true]
+  --auth=MODES              who may call removeBackground and warmup [AUTH]: iam
+                            (the default: an identity token, checked by Cloud Run),
+                            api-key (an X-Api-Key header checked by the service,
+                            which makes the two public), or iam,api-key
+  --api-key-secret=NAME     Secret Manager secret holding API_KEY_HASHES [API_KEY_SECRET]
+                            (default $DEFAULT_API_KEY_SECRET; create it first, see README)
+  --service-account=EMAIL   runtime service account of the functions [SERVICE_ACCOUNT]
+                            (default: the project's default compute service account)
+  --cors-origins=LIST       origins whose pages may call the functions [CORS_ORIGINS]
+                            (comma-separated, e.g. https://app.example.com; default none)
+  --rate-limit-per-minute=N requests per minute per API key, per instance
+                            [RATE_LIMIT_PER_MINUTE] (api-key only; default no limit)
+  --allow-unauthenticated   make health public too [ALLOW_UNAUTHENTICATED=true]; refused
+                            unless AUTH is api-key, since with iam the service
+                            checks nobody itself
   --no-allow-unauthenticated
-                            require an identity token (the default)
+                            health requires an identity token (the default)
   --dry-run                 print the gcloud commands, one per line, and run nothing
   -h, --help                show this help
 
@@ -110,6 +131,11 @@ max_upload_bytes=${MAX_UPLOAD_BYTES:-}
 max_input_pixels=${MAX_INPUT_PIXELS:-}
 infer_threads=${INFER_THREADS:-}
 parse_boolean allow_unauthenticated ALLOW_UNAUTHENTICATED "${ALLOW_UNAUTHENTICATED:-false}"
+auth=${AUTH:-iam}
+api_key_secret=${API_KEY_SECRET:-$DEFAULT_API_KEY_SECRET}
+service_account=${SERVICE_ACCOUNT:-}
+cors_origins=${CORS_ORIGINS:-}
+rate_limit_per_minute=${RATE_LIMIT_PER_MINUTE:-}
 
 while (($#)); do
   OPTION_SHIFT=1
@@ -124,6 +150,11 @@ while (($#)); do
     --max-upload-bytes | --max-upload-bytes=*) option_value "$@" && max_upload_bytes=$OPTION_VALUE ;;
     --max-input-pixels | --max-input-pixels=*) option_value "$@" && max_input_pixels=$OPTION_VALUE ;;
     --infer-threads | --infer-threads=*) option_value "$@" && infer_threads=$OPTION_VALUE ;;
+    --auth | --auth=*) option_value "$@" && auth=$OPTION_VALUE ;;
+    --api-key-secret | --api-key-secret=*) option_value "$@" && api_key_secret=$OPTION_VALUE ;;
+    --service-account | --service-account=*) option_value "$@" && service_account=$OPTION_VALUE ;;
+    --cors-origins | --cors-origins=*) option_value "$@" && cors_origins=$OPTION_VALUE ;;
+    --rate-limit-per-minute | --rate-limit-per-minute=*) option_value "$@" && rate_limit_per_minute=$OPTION_VALUE ;;
     --allow-unauthenticated) allow_unauthenticated=true ;;
     --no-allow-unauthenticated) allow_unauthenticated=false ;;
     *) common_option "$@" ;;
@@ -163,6 +194,42 @@ fi
 check_integer infer_threads INFER_THREADS 1 64
 check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 
+auth=${auth// /}
+auth=${auth,,}
+IFS=, read -r -a auth_modes <<<"$auth"
+((${#auth_modes[@]} > 0)) || die "--auth needs a comma-separated list of modes (${AUTH_MODES[*]}), got '$auth'"
+for mode in "${auth_modes[@]}"; do
+  [[ -n $mode ]] || die "--auth needs a comma-separated list of modes (${AUTH_MODES[*]}), got '$auth'"
+  if [[ " ${PLANNED_AUTH_MODES[*]} " == *" $mode "* ]]; then
+    die "auth mode $mode is not implemented yet (implemented: ${AUTH_MODES[*]})"
+  fi
+  [[ " ${AUTH_MODES[*]} " == *" $mode "* ]] || die "unknown auth mode '$mode' (known: ${AUTH_MODES[*]})"
+done
+auth_has() { [[ ",$auth," == *",$1,"* ]]; }
+[[ $api_key_secret =~ ^[A-Za-z0-9_-]{1,255}$ ]] || die "invalid secret name: '$api_key_secret' (letters, digits, - and _ only)"
+[[ -z $service_account || $service_account =~ ^[^@[:space:]]+@[^@[:space:]]+\.[a-z]+$ ]] ||
+  die "invalid service account email: '$service_account'"
+# The service checks each origin fully at start; this catches what would otherwise fail only then.
+cors_origins=${cors_origins// /}
+[[ -z $cors_origins || $cors_origins =~ ^https?://[^/,\;*]+(,https?://[^/,\;*]+)*$ ]] ||
+  die "CORS origins must be a comma-separated list of origins like https://app.example.com (no * and no path), got '$cors_origins'"
+if [[ -n $rate_limit_per_minute ]]; then
+  check_integer rate_limit_per_minute 'rate limit per minute' 1 1000000
+  auth_has api-key || die "a rate limit counts requests per API key: it needs --auth with api-key"
+fi
+# The service's iam mode trusts Cloud Run to have checked the caller, so the
+# two functions it protects must stay behind IAM whenever iam is a mode.
+if auth_has iam && $allow_unauthenticated; then
+  die "--allow-unauthenticated with AUTH=$auth would make the functions public while the service checks nobody itself (iam trusts Cloud Run's check); use --auth=api-key to serve public callers with API keys"
+fi
+# With api-key alone the service checks every caller, and Cloud Run must let
+# callers through: browsers' preflights carry no identity token at all.
+if auth_has iam; then
+  protected_auth_flag=--no-allow-unauthenticated
+else
+  protected_auth_flag=--allow-unauthenticated
+fi
+
 # glibc reads MALLOC_ARENA_MAX when the process starts, so it has to be in the
 # runtime environment; the code cannot set it. Two malloc arenas instead of one
 # per allocating thread (main, inference worker, libvips) lower the peak RSS
@@ -170,9 +237,21 @@ check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 # MEMORY_LIMIT_MB is --memory in MiB: admission budgets requests against it,
 # since Cloud Run may not show the container's limit in the cgroup files.
 # health gets the same figure; it never reserves memory.
-env_vars="MODEL=$model,INFER_THREADS=$infer_threads,REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000)),MALLOC_ARENA_MAX=2,MEMORY_LIMIT_MB=$serving_mib"
-[[ -z $max_upload_bytes ]] || env_vars+=",MAX_UPLOAD_BYTES=$max_upload_bytes"
-[[ -z $max_input_pixels ]] || env_vars+=",MAX_INPUT_PIXELS=$max_input_pixels"
+env_entries=(
+  "AUTH=$auth" "MODEL=$model" "INFER_THREADS=$infer_threads"
+  "REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000))" MALLOC_ARENA_MAX=2 "MEMORY_LIMIT_MB=$serving_mib"
+)
+[[ -z $max_upload_bytes ]] || env_entries+=("MAX_UPLOAD_BYTES=$max_upload_bytes")
+[[ -z $max_input_pixels ]] || env_entries+=("MAX_INPUT_PIXELS=$max_input_pixels")
+[[ -z $cors_origins ]] || env_entries+=("CORS_ORIGINS=$cors_origins")
+[[ -z $rate_limit_per_minute ]] || env_entries+=("RATE_LIMIT_PER_MINUTE=$rate_limit_per_minute")
+# A value with a comma (AUTH=iam,api-key, CORS_ORIGINS) needs gcloud's other
+# delimiter (gcloud topic escaping): ^;^ before the list, ; between its entries.
+if [[ "${env_entries[*]}" == *,* ]]; then
+  env_vars=$(IFS=';' && printf '^;^%s' "${env_entries[*]}")
+else
+  env_vars=$(IFS=',' && printf '%s' "${env_entries[*]}")
+fi
 # gcp-build fetches the model named by MODEL into the image, so the build must
 # see the same MODEL as the runtime. onnxruntime-node's install script would
 # otherwise download CUDA binaries (.npmrc says the same).
@@ -180,21 +259,50 @@ build_env_vars="MODEL=$model,ONNXRUNTIME_NODE_INSTALL=skip"
 # Always one of the two: with neither, gcloud asks on a new function and leaves
 # an existing one as it was, so a function once made public would stay public.
 if $allow_unauthenticated; then
-  auth_flag=--allow-unauthenticated
+  health_auth_flag=--allow-unauthenticated
 else
-  auth_flag=--no-allow-unauthenticated
+  health_auth_flag=--no-allow-unauthenticated
+fi
+# The hashes come from Secret Manager, read when an instance starts, never from
+# a command line (which shell history and process lists keep). All three
+# functions load the same configuration, health included, so all three get
+# them. Without api-key the secret is cleared: a redeploy from api-key back to
+# iam would otherwise keep API_KEY_HASHES, which the service then refuses.
+runtime_flags=()
+[[ -z $service_account ]] || runtime_flags+=("--service-account=$service_account")
+if auth_has api-key; then
+  runtime_flags+=("--set-secrets=API_KEY_HASHES=$api_key_secret:latest")
+else
+  runtime_flags+=(--clear-secrets)
 fi
 
-# deploy_function NAME MEMORY CPU MIN_INSTANCES MAX_INSTANCES CONCURRENCY
+# deploy_function NAME AUTH_FLAG MEMORY CPU MIN_INSTANCES MAX_INSTANCES CONCURRENCY
 deploy_function() {
   run gcloud functions deploy "$1" --project="$PROJECT" --gen2 --region="$REGION" \
-    --runtime="$RUNTIME" --source="$REPO_ROOT" --entry-point="$1" --trigger-http "$auth_flag" \
-    --memory="$2" --cpu="$3" --min-instances="$4" --max-instances="$5" --concurrency="$6" \
-    --timeout="${timeout}s" --set-env-vars="$env_vars" --set-build-env-vars="$build_env_vars"
+    --runtime="$RUNTIME" --source="$REPO_ROOT" --entry-point="$1" --trigger-http "$2" \
+    --memory="$3" --cpu="$4" --min-instances="$5" --max-instances="$6" --concurrency="$7" \
+    --timeout="${timeout}s" --set-env-vars="$env_vars" --set-build-env-vars="$build_env_vars" "${runtime_flags[@]}"
 }
 
-deploy_function removeBackground "$memory" "$cpu" "$min_instances" "$max_instances" "$concurrency"
-deploy_function warmup "$memory" "$cpu" "$WARMUP_MIN_INSTANCES" "$WARMUP_MAX_INSTANCES" "$concurrency"
-deploy_function health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_MIN_INSTANCES" "$HEALTH_MAX_INSTANCES" "$HEALTH_CONCURRENCY"
+if auth_has api-key; then
+  # The runtime service account reads the secret; without the grant a new
+  # instance fails to start. Granted before the deploys, which start instances.
+  if [[ -n $service_account ]]; then
+    runtime_account=$service_account
+  else
+    capture project_number gcloud projects describe "$PROJECT" --format='value(projectNumber)'
+    runtime_account=$project_number-compute@developer.gserviceaccount.com
+  fi
+  run gcloud secrets add-iam-policy-binding "$api_key_secret" --project="$PROJECT" \
+    --member="serviceAccount:$runtime_account" --role="$SECRET_ACCESSOR_ROLE"
+fi
 
-$DRY_RUN || note "deployed. Keep removeBackground's model loaded with scripts/schedule-warmup.sh --project=$PROJECT --region=$REGION --service-account=EMAIL"
+deploy_function removeBackground "$protected_auth_flag" "$memory" "$cpu" "$min_instances" "$max_instances" "$concurrency"
+deploy_function warmup "$protected_auth_flag" "$memory" "$cpu" "$WARMUP_MIN_INSTANCES" "$WARMUP_MAX_INSTANCES" "$concurrency"
+deploy_function health "$health_auth_flag" "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_MIN_INSTANCES" "$HEALTH_MAX_INSTANCES" "$HEALTH_CONCURRENCY"
+
+if ! $DRY_RUN; then
+  note "deployed. Keep removeBackground's model loaded with scripts/schedule-warmup.sh --project=$PROJECT --region=$REGION --service-account=EMAIL"
+  auth_has iam ||
+    note "with AUTH=$auth the scheduler's identity token is not checked by the service: its warmup needs an X-Api-Key header (README: Call it from a web page)"
+fi

@@ -77,7 +77,9 @@ function flagsOf(call: string[]): Map<string, string | true> {
 function envVarsOf(call: string[], flag: '--set-env-vars' | '--set-build-env-vars'): Record<string, string> {
   const value = flagsOf(call).get(flag);
   assert.equal(typeof value, 'string', `${flag} in ${call.join(' ')}`);
-  return Object.fromEntries((value as string).split(',').map((pair) => pair.split('=', 2) as [string, string]));
+  // gcloud's escaping: `^;^A=1,2;B=3` lists its entries with ; instead of the comma.
+  const [, delimiter = ',', list = value as string] = /^\^(.)\^(.*)$/s.exec(value as string) ?? [];
+  return Object.fromEntries(list.split(delimiter).map((pair) => pair.split('=', 2) as [string, string]));
 }
 
 const PROJECT = 'detourage-test';
@@ -108,8 +110,10 @@ describe('deploy.sh', () => {
     ];
     const env = [
       '--timeout=60s',
-      '--set-env-vars=MODEL=isnet-fp32,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000,MALLOC_ARENA_MAX=2,MEMORY_LIMIT_MB=2048',
+      '--set-env-vars=AUTH=iam,MODEL=isnet-fp32,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000,MALLOC_ARENA_MAX=2,MEMORY_LIMIT_MB=2048',
       '--set-build-env-vars=MODEL=isnet-fp32,ONNXRUNTIME_NODE_INSTALL=skip',
+      // A redeploy from AUTH=api-key drops the API_KEY_HASHES secret, which AUTH=iam refuses.
+      '--clear-secrets',
     ];
     assert.deepEqual(run.calls, [
       [
@@ -141,10 +145,15 @@ describe('deploy.sh', () => {
       TIMEOUT: '120',
       MAX_UPLOAD_BYTES: '10485760',
       MAX_INPUT_PIXELS: '25000000',
+      AUTH: 'api-key',
+      API_KEY_SECRET: 'hashes-from-env',
+      SERVICE_ACCOUNT: 'runner@detourage-test.iam.gserviceaccount.com',
       ALLOW_UNAUTHENTICATED: 'true',
     });
     assertSucceeded(run);
-    const [removal, warmup, health] = run.calls.map(flagsOf);
+    assert.deepEqual(run.calls[0]!.slice(0, 3), ['secrets', 'add-iam-policy-binding', 'hashes-from-env']);
+    const deploys = run.calls.slice(1);
+    const [removal, warmup, health] = deploys.map(flagsOf);
     assert.deepEqual(
       [removal, warmup].map((flags) => ['--memory', '--cpu', '--concurrency', '--timeout'].map((name) => flags?.get(name))),
       [
@@ -155,12 +164,15 @@ describe('deploy.sh', () => {
     assert.equal(removal?.get('--min-instances'), '0');
     assert.equal(removal?.get('--max-instances'), '3');
     assert.equal(health?.get('--memory'), '256Mi');
-    for (const call of run.calls) {
+    for (const call of deploys) {
       const flags = flagsOf(call);
       assert.equal(flags.get('--region'), 'europe-west1');
       assert.equal(flags.get('--allow-unauthenticated'), true);
       assert.equal(flags.has('--no-allow-unauthenticated'), false);
+      assert.equal(flags.get('--set-secrets'), 'API_KEY_HASHES=hashes-from-env:latest');
+      assert.equal(flags.get('--service-account'), 'runner@detourage-test.iam.gserviceaccount.com');
       assert.deepEqual(envVarsOf(call, '--set-env-vars'), {
+        AUTH: 'api-key',
         MODEL: 'isnet-uint8',
         INFER_THREADS: '4',
         REQUEST_TIMEOUT_MS: '115000',
@@ -200,13 +212,102 @@ describe('deploy.sh', () => {
     assert.equal(envVarsOf(removal, '--set-env-vars').REQUEST_TIMEOUT_MS, '85000');
   });
 
-  test('--allow-unauthenticated makes all three public', () => {
-    const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--allow-unauthenticated']);
+  test('--allow-unauthenticated with --auth=api-key makes all three public', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=api-key', '--allow-unauthenticated']);
     assertSucceeded(run);
-    assert.equal(run.calls.length, 3);
-    for (const call of run.calls) {
+    const deploys = run.calls.filter((call) => call[1] === 'deploy');
+    assert.equal(deploys.length, 3);
+    for (const call of deploys) {
       assert.ok(call.includes('--allow-unauthenticated'));
       assert.ok(!call.includes('--no-allow-unauthenticated'));
+    }
+  });
+
+  describe('--auth', () => {
+    const binding = (member: string, secret = 'detourage-api-key-hashes'): string[] => [
+      'secrets', 'add-iam-policy-binding', secret, `--project=${PROJECT}`, `--member=serviceAccount:${member}`,
+      '--role=roles/secretmanager.secretAccessor',
+    ];
+    const publicFlags = (run: Run): Record<string, boolean> =>
+      Object.fromEntries(
+        run.calls.filter((call) => call[1] === 'deploy').map((call): [string, boolean] => [call[2]!, call.includes('--allow-unauthenticated')]),
+      );
+
+    test('api-key: grants the default compute account the secret, then deploys the two it protects public', () => {
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=api-key'], { FAKE_GCLOUD_PROJECT_NUMBER: '424242' });
+      assertSucceeded(run);
+      assert.deepEqual(run.calls.slice(0, 2), [
+        ['projects', 'describe', PROJECT, '--format=value(projectNumber)'],
+        binding('424242-compute@developer.gserviceaccount.com'),
+      ]);
+      // health stays as it was: private unless --allow-unauthenticated.
+      assert.deepEqual(publicFlags(run), { removeBackground: true, warmup: true, health: false });
+      for (const call of run.calls.slice(2)) {
+        assert.equal(envVarsOf(call, '--set-env-vars').AUTH, 'api-key');
+        assert.equal(flagsOf(call).get('--set-secrets'), 'API_KEY_HASHES=detourage-api-key-hashes:latest');
+        assert.ok(!call.includes('--clear-secrets'));
+        // The hashes come only from the secret.
+        assert.ok(!call.some((word) => word.includes('API_KEY_HASHES=') && !word.startsWith('--set-secrets=')));
+      }
+      assert.match(run.stderr, /its warmup needs an X-Api-Key header/);
+    });
+
+    test('api-key with --service-account and --api-key-secret: that account, that secret, no project lookup', () => {
+      const account = `runner@${PROJECT}.iam.gserviceaccount.com`;
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth', 'api-key', `--service-account=${account}`, '--api-key-secret=my-hashes']);
+      assertSucceeded(run);
+      assert.deepEqual(run.calls[0], binding(account, 'my-hashes'));
+      for (const call of run.calls.slice(1)) {
+        assert.equal(flagsOf(call).get('--service-account'), account);
+        assert.equal(flagsOf(call).get('--set-secrets'), 'API_KEY_HASHES=my-hashes:latest');
+      }
+    });
+
+    test('iam,api-key keeps all three behind IAM, with the key check inside', () => {
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=iam,api-key']);
+      assertSucceeded(run);
+      assert.deepEqual(run.calls[1]!.slice(0, 2), ['secrets', 'add-iam-policy-binding']);
+      assert.deepEqual(publicFlags(run), { removeBackground: false, warmup: false, health: false });
+      assert.equal(envVarsOf(run.calls[2]!, '--set-env-vars').AUTH, 'iam,api-key');
+    });
+
+    test('iam (the default) touches no secret', () => {
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`], { AUTH: 'iam' });
+      assertSucceeded(run);
+      assert.deepEqual(run.calls.map((call) => call[1]), ['deploy', 'deploy', 'deploy']);
+      assert.deepEqual(publicFlags(run), { removeBackground: false, warmup: false, health: false });
+    });
+
+    test('--cors-origins and --rate-limit-per-minute reach the service, commas and all', () => {
+      const origins = 'https://app.example.com,http://localhost:5173';
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=api-key', `--cors-origins=${origins}`], { RATE_LIMIT_PER_MINUTE: '60' });
+      assertSucceeded(run);
+      for (const call of run.calls.filter((words) => words[1] === 'deploy')) {
+        const env = envVarsOf(call, '--set-env-vars');
+        assert.equal(env.CORS_ORIGINS, origins);
+        assert.equal(env.RATE_LIMIT_PER_MINUTE, '60');
+        assert.equal(env.AUTH, 'api-key');
+      }
+    });
+
+    for (const auth of ['api-key', 'iam,api-key']) {
+      test(`--dry-run with --auth=${auth} prints what a paste runs`, () => {
+        const args = [`--project=${PROJECT}`, `--auth=${auth}`];
+        const dry = runScript('deploy.sh', [...args, '--dry-run']);
+        assertSucceeded(dry);
+        assert.deepEqual(dry.calls, []);
+        const lines = dry.stdout.trimEnd().split('\n');
+        assert.deepEqual(lines.slice(0, 2), [
+          `project_number=$(gcloud projects describe ${PROJECT} --format='value(projectNumber)')`,
+          `gcloud secrets add-iam-policy-binding detourage-api-key-hashes --project=${PROJECT} ` +
+            '--member=serviceAccount:"$project_number"-compute@developer.gserviceaccount.com --role=roles/secretmanager.secretAccessor',
+        ]);
+        assert.equal(lines.length, 5);
+        const env = { FAKE_GCLOUD_PROJECT_NUMBER: '777' };
+        const pasted = runPrinted(dry.stdout, env);
+        assertSucceeded(pasted);
+        assert.deepEqual(pasted.calls, runScript('deploy.sh', args, env).calls);
+      });
     }
   });
 
@@ -298,6 +399,18 @@ describe('deploy.sh', () => {
     { name: 'a timeout under 10 s', args: ['--timeout=5'], message: /timeout \(seconds\) must be between 10 and 3600/ },
     { name: 'an unknown model', args: ['--model=nope'], message: /unknown model 'nope' \(models\/registry.json has: isnet-fp32 isnet-fp16 isnet-uint8/ },
     { name: 'an unmeasured model without --memory', args: ['--model=u2net'], message: /no measured memory for model u2net: pass --memory/ },
+    { name: '--allow-unauthenticated with AUTH=iam', args: ['--allow-unauthenticated'], message: /would make the functions public while the service checks nobody itself/ },
+    { name: 'ALLOW_UNAUTHENTICATED with iam,api-key', args: ['--auth=iam,api-key'], env: { ALLOW_UNAUTHENTICATED: 'true' }, message: /AUTH=iam,api-key would make the functions public/ },
+    { name: 'an unknown auth mode', args: ['--auth=password'], message: /unknown auth mode 'password' \(known: iam api-key\)/ },
+    { name: 'firebase auth', args: ['--auth=api-key,firebase'], message: /auth mode firebase is not implemented yet/ },
+    { name: 'app-check auth from the env', args: [], env: { AUTH: 'app-check' }, message: /auth mode app-check is not implemented yet/ },
+    { name: 'an empty auth', args: ['--auth=,'], message: /--auth needs a comma-separated list of modes \(iam api-key\), got ','/ },
+    { name: 'a CORS wildcard', args: ['--cors-origins=*'], message: /CORS origins must be a comma-separated list of origins/ },
+    { name: 'a CORS origin with a path', args: ['--cors-origins=https://app.example.com/'], message: /no \* and no path/ },
+    { name: 'a rate limit without api-key', args: ['--rate-limit-per-minute=10'], message: /a rate limit counts requests per API key/ },
+    { name: 'a rate limit of zero', args: ['--auth=api-key', '--rate-limit-per-minute=0'], message: /rate limit per minute must be between 1 and 1000000/ },
+    { name: 'a bad secret name', args: ['--auth=api-key', '--api-key-secret=a/b'], message: /invalid secret name: 'a\/b'/ },
+    { name: 'a bad runtime service account', args: ['--service-account=runner'], message: /invalid service account email: 'runner'/ },
     { name: 'ALLOW_UNAUTHENTICATED=maybe', args: [], env: { ALLOW_UNAUTHENTICATED: 'maybe' }, message: /ALLOW_UNAUTHENTICATED must be true or false/ },
     { name: 'MAX_UPLOAD_BYTES=20MB', args: [], env: { MAX_UPLOAD_BYTES: '20MB' }, message: /MAX_UPLOAD_BYTES must be a whole number/ },
     { name: 'zero infer threads', args: ['--infer-threads=0'], message: /INFER_THREADS must be between 1 and 64/ },

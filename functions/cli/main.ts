@@ -9,11 +9,12 @@ import { packageVersion } from '../app';
 import { ConfigError } from '../config';
 import { EXIT, UsageError } from './args';
 import type { Command } from './commands/command';
+import { keysCommand } from './commands/keys';
 import { modelsCommand } from './commands/models';
 import { removeCommand } from './commands/remove';
 import { serveCommand } from './commands/serve';
 
-const COMMANDS: readonly Command[] = [removeCommand, modelsCommand, serveCommand];
+const COMMANDS: readonly Command[] = [removeCommand, modelsCommand, serveCommand, keysCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((command) => command.name.length));

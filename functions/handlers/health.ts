@@ -8,9 +8,11 @@ export interface HealthBody {
   uptimeSeconds: number;
 }
 
+export const HEALTH_METHODS = ['GET', 'HEAD'] as const;
+
 /** Never loads the model and imports neither onnxruntime nor sharp, so it answers at once. */
 export function healthHandler(deps: { holder: ModelHolder; version: string; startedAt: number }): HttpHandler {
-  return allowMethods(['GET', 'HEAD'], (_request, response) => {
+  return allowMethods(HEALTH_METHODS, (_request, response) => {
     const body: HealthBody = {
       status: 'ok',
       version: deps.version,

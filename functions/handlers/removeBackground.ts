@@ -101,13 +101,15 @@ async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, respon
   sendResult(request, response, result);
 }
 
+export const REMOVAL_METHODS = ['POST', 'GET'] as const;
+
 /**
  * POST removes the background. GET warms this function's own instance: in
  * gen2 every function is its own Cloud Run service, so a ping to the separate
  * warmup function would never reach the instances that serve removals.
  */
 export function removeBackgroundHandler(deps: RemovalDeps): HttpHandler {
-  return allowMethods(['POST', 'GET'], (request, response) =>
+  return allowMethods(REMOVAL_METHODS, (request, response) =>
     request.method === 'GET' ? respondWarm(deps, response) : removeFromRequest(deps, request, response),
   );
 }

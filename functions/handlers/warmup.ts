@@ -92,6 +92,8 @@ export async function respondWarm(deps: WarmupDeps, response: HttpResponse): Pro
   });
 }
 
+export const WARMUP_METHODS = ['GET', 'POST'] as const;
+
 export function warmupHandler(deps: WarmupDeps): HttpHandler {
-  return allowMethods(['GET', 'POST'], (_request, response) => respondWarm(deps, response));
+  return allowMethods(WARMUP_METHODS, (_request, response) => respondWarm(deps, response));
 }

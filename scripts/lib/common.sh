@@ -164,6 +164,10 @@ quote_word() {
     printf '%s' "$word"
   elif [[ $word =~ ^\$([A-Za-z_][A-Za-z0-9_]*)$ && $DRY_RUN_VARIABLES == *" ${BASH_REMATCH[1]} "* ]]; then
     printf '"$%s"' "${BASH_REMATCH[1]}"
+  elif [[ $word =~ ^([A-Za-z0-9_@%+=:,./-]*)\$([A-Za-z_][A-Za-z0-9_]*)([A-Za-z0-9@%+=:,./-][A-Za-z0-9_@%+=:,./-]*)?$ &&
+    $DRY_RUN_VARIABLES == *" ${BASH_REMATCH[2]} "* ]]; then
+    # A deferred variable inside a word, such as serviceAccount:$project_number-compute@...
+    printf '%s"$%s"%s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}"
   elif [[ $word =~ ^(--[a-z0-9-]+=)(.*)$ ]]; then
     printf '%s' "${BASH_REMATCH[1]}"
     quote_word "${BASH_REMATCH[2]}"

@@ -39,8 +39,9 @@ export async function startLocalServer(
   config: Config,
   loader?: ModelLoader,
   logger?: Logger,
+  now?: () => number,
 ): Promise<RunningServer & { detourage: Detourage }> {
-  const detourage = createDetourage(config, loader, logger);
+  const detourage = createDetourage(config, loader, logger, now);
   const running = await listen(createApp(detourage).listen(0, '127.0.0.1'));
   const close = async (): Promise<void> => {
     await running.close();

@@ -1,0 +1,63 @@
+/**
+ * AUTH=api-key and CORS_ORIGINS on the deployed functions: the functions
+ * framework's own test server, which (like Cloud Functions) reads the body
+ * before the function runs and answers on any path.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
+import { type RunningServer, startFunction } from './support/servers';
+
+const KEY = createApiKey();
+const PAGE = 'https://app.example.com';
+
+let removal: RunningServer;
+let warmup: RunningServer;
+let health: RunningServer;
+let loadCount: () => number;
+
+before(async () => {
+  // The entry module reads its configuration when it is first loaded, as on an instance's start.
+  Object.assign(process.env, { AUTH: 'api-key', API_KEY_HASHES: apiKeyHashEntry('functions-test', KEY), CORS_ORIGINS: PAGE, LOG_LEVEL: 'error' });
+  const { detourage } = await import('../functions/index');
+  loadCount = () => detourage.holder.loadCount;
+  [removal, warmup, health] = await Promise.all([startFunction('removeBackground'), startFunction('warmup'), startFunction('health')]);
+});
+after(() => Promise.all([removal.close(), warmup.close(), health.close()]));
+
+test('removeBackground answers on any path, remove.bg\'s included, behind the key check', async () => {
+  for (const route of ['/', '/v1.0/removebg', '/remove-background']) {
+    assert.equal((await fetch(`${removal.url}${route}`, { method: 'POST' })).status, 401, route);
+    const response = await fetch(`${removal.url}${route}`, { method: 'POST', headers: { 'X-Api-Key': KEY } });
+    assert.equal(response.status, 400, route);
+    assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'missing_image');
+  }
+  const wrong = await fetch(`${removal.url}/v1.0/removebg`, { method: 'POST', headers: { 'X-Api-Key': createApiKey() } });
+  assert.equal(wrong.status, 403);
+  assert.deepEqual(((await wrong.json()) as { errors: unknown }).errors, [{ title: 'API Key invalid', code: 'auth_failed' }]);
+});
+
+test('warmup needs the key; health stays open; neither refusal loads the model', async () => {
+  assert.equal((await fetch(warmup.url, { method: 'POST' })).status, 401);
+  assert.equal((await fetch(removal.url)).status, 401);
+  assert.equal((await fetch(health.url)).status, 200);
+  assert.equal(loadCount(), 0);
+});
+
+test('the functions answer preflights themselves, and errors carry the CORS headers', async () => {
+  const preflight = await fetch(`${removal.url}/v1.0/removebg`, {
+    method: 'OPTIONS',
+    headers: { Origin: PAGE, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'x-api-key' },
+  });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get('access-control-allow-origin'), PAGE);
+  assert.equal(preflight.headers.get('access-control-allow-methods'), 'POST, GET');
+  const other = await fetch(removal.url, { method: 'OPTIONS', headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST' } });
+  assert.equal(other.headers.get('access-control-allow-origin'), null);
+
+  const refused = await fetch(removal.url, { method: 'POST', headers: { Origin: PAGE } });
+  assert.equal(refused.status, 401);
+  assert.equal(refused.headers.get('access-control-allow-origin'), PAGE);
+  assert.match(refused.headers.get('access-control-expose-headers') ?? '', /X-Foreground-Width/);
+  assert.match(refused.headers.get('vary') ?? '', /Origin/);
+});
