@@ -2,6 +2,7 @@ import type { Config } from '../config';
 import { ApiError } from '../errors';
 import { Gate, overloaded } from '../model/gate';
 import { type CostCause, type CostEstimate, causeOfExcess } from '../pipeline/cost';
+import { describeSize } from '../pipeline/size';
 
 /**
  * The three bounds a request passes, cheapest first. URL fetches are bounded
@@ -57,10 +58,9 @@ export function neverFits(cost: CostEstimate, capacity: number, memory: MemoryDe
     .sort((a, b) => b[1] - a[1])
     .map(([name, bytes]) => `${name} ${mib(bytes)}`)
     .join(', ');
-  const size = `${cost.width}x${cost.height} (${(cost.width * cost.height / 1e6).toFixed(1)} MP)`;
   return new ApiError(
     'image_too_large',
-    `This request would need about ${mib(cost.bytes)} of memory (${parts}) for a ${size} image, more than the ${mib(capacity)} ` +
+    `This request would need about ${mib(cost.bytes)} of memory (${parts}) for a ${describeSize(cost.width, cost.height)} image, more than the ${mib(capacity)} ` +
       `this instance can give one request (${memory.memoryLimitMiB} MiB from ${memory.memoryLimitSource}, less the model and a margin). ` +
       `It is too large because of ${cause === 'image' ? 'the image size' : cause}: ${ADVICE[cause]}.`,
   );

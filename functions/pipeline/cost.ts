@@ -1,5 +1,6 @@
 import type { RemovalOptions } from '../request/options';
 import type { ImageHeader } from './decode';
+import type { EncodeOptions } from './encode';
 import type { LayoutOptions, Length } from './layout';
 import { processedSize } from './size';
 
@@ -81,11 +82,11 @@ function worstCanvas(width: number, height: number, layout: LayoutOptions, pixel
  * ARGB picture and YUVA planes and keeps analysis buffers, about 20 bytes a
  * pixel beyond PNG's as measured at 12 and 40 MP.
  */
-function encodeBytes(options: RemovalOptions, canvas: number): number {
-  const { format, channels } = options.encode;
+function encodeBytes(encode: EncodeOptions, flattened: boolean, canvas: number): number {
+  const { format, channels } = encode;
   if (channels === 'alpha') return canvas * 2;
   if (format === 'zip') return canvas * (3 + 1 + 3 + 1);
-  const working = format === 'webp' ? canvas * 24 : format === 'jpeg' || options.backgroundColour ? canvas * 4 : 0;
+  const working = format === 'webp' ? canvas * 24 : format === 'jpeg' || flattened ? canvas * 4 : 0;
   return canvas * 4 + working + canvas * 4;
 }
 
@@ -103,7 +104,7 @@ export function estimateRemoval(inputs: CostInputs): CostEstimate {
   const modelBytes = square * (3 + 3 * FLOAT + FLOAT + 1);
   const imageBytes = decodeBytes(image, pixels) + (image.hasAlpha ? pixels * 3 : 0) + modelBytes + pixels * 2;
   // A plain PNG of the processed image is the image's own cost; a larger canvas is the layout's, another format the format's.
-  const png = (area: number): number => encodeBytes({ ...options, encode: { ...options.encode, format: 'png' }, backgroundColour: null }, area);
+  const png = (area: number): number => encodeBytes({ ...options.encode, format: 'png' }, false, area);
   const plainArea = Math.min(pixels, canvas);
   // A canvas of RGB and alpha, and (for scale) the subject cut out and resized into RGBA, then split.
   const layoutBytes = moves ? canvas * 4 + (options.layout.scale !== null ? pixels * 4 + canvas * 8 : 0) + png(canvas) - png(plainArea) : 0;
@@ -117,7 +118,7 @@ export function estimateRemoval(inputs: CostInputs): CostEstimate {
     // The mirrored input and output, and their average.
     quality: options.quality === 'high' ? square * 5 * FLOAT : 0,
     // What the chosen format and a JSON answer's base64 (a string, then its serialised body) add over a plain PNG.
-    format: Math.max(0, encodeBytes(options, canvas) - png(canvas)) + (inputs.json ? Math.ceil(((canvas * 4 * 4) / 3) * 2) : 0),
+    format: Math.max(0, encodeBytes(options.encode, options.backgroundColour !== null, canvas) - png(canvas)) + (inputs.json ? Math.ceil(((canvas * 4 * 4) / 3) * 2) : 0),
   };
   for (const cause of Object.keys(byCause) as CostCause[]) byCause[cause] = Math.ceil(byCause[cause] * CALIBRATION);
   const bytes = Object.values(byCause).reduce((sum, value) => sum + value, 0);

@@ -1,7 +1,7 @@
 import { ApiError } from '../errors';
 import { isOpaque, splitRgba } from './channels';
 import { sharp } from './sharp';
-import { fittedSize } from './size';
+import { describeSize, fittedSize, megapixels } from './size';
 import type { DecodedImage } from './types';
 
 /** EXIF orientations 5–8 turn the image a quarter, swapping width and height. */
@@ -81,7 +81,7 @@ export async function readImageHeader(bytes: Buffer, maxInputPixels: number): Pr
   if (width * height > maxInputPixels) {
     throw new ApiError(
       'image_too_large',
-      `The image is ${width}x${height} (${((width * height) / 1e6).toFixed(1)} MP); the limit is ${(maxInputPixels / 1e6).toFixed(1)} MP.`,
+      `The image is ${describeSize(width, height)}; the limit is ${megapixels(maxInputPixels)}.`,
     );
   }
   const orientation = header.orientation ?? 1;

@@ -1,6 +1,7 @@
 import { ApiError } from '../errors';
 import { splitRgba } from './channels';
 import { sharp } from './sharp';
+import { describeSize, megapixels } from './size';
 import type { AlphaMask, Box, RgbImage } from './types';
 
 /** A distance in pixels of the image as uploaded, or a percentage of a reference length. */
@@ -192,8 +193,8 @@ export async function layout(image: RgbImage, mask: AlphaMask, options: LayoutOp
   const source: Layer = { width: image.width, height: image.height, rgb: image.rgb, alpha: mask.alpha };
   const canvasBox = options.crop ? croppedCanvas(box, options.cropMargin, pixelScale) : { left: 0, top: 0, width: image.width, height: image.height };
   if (canvasBox.width * canvasBox.height > maxCanvasPixels) {
-    const size = `${canvasBox.width}x${canvasBox.height} (${((canvasBox.width * canvasBox.height) / 1e6).toFixed(1)} MP)`;
-    throw new ApiError('image_too_large', `With this crop_margin the result would be ${size}; the output limit is ${(maxCanvasPixels / 1e6).toFixed(1)} MP: lower crop_margin or size.`);
+    const size = describeSize(canvasBox.width, canvasBox.height);
+    throw new ApiError('image_too_large', `With this crop_margin the result would be ${size}; the output limit is ${megapixels(maxCanvasPixels)}: lower crop_margin or size.`);
   }
   const canvas = emptyLayer(canvasBox.width, canvasBox.height);
 

@@ -5,6 +5,7 @@ import { colourBackdrop, imageBackdrop } from './background';
 import type { Backdrop } from './composite';
 import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
 import { decodeWithHeader, type ImageHeader, readImageHeader } from './decode';
+import { describeSize, megapixels } from './size';
 import { checkEncodable, encode } from './encode';
 import { estimateForeground } from './foreground';
 import { infer, inferMirrored } from './infer';
@@ -53,10 +54,6 @@ export interface RemovalContext {
   signal?: AbortSignal;
 }
 
-function megapixels(pixels: number): string {
-  return `${(pixels / 1e6).toFixed(1)} MP`;
-}
-
 /**
  * Reads both images' headers (refusing unsupported, corrupt and oversized
  * ones) and estimates the removal's peak memory, before a pixel is decoded.
@@ -72,7 +69,7 @@ export async function planRemoval(job: RemovalJob, model: CostModel, limits: Rem
     if (cost.width * cost.height > limits.maxOutputPixels) {
       throw new ApiError(
         'image_too_large',
-        `The result would be ${cost.width}x${cost.height} (${megapixels(cost.width * cost.height)}); the output limit is ${megapixels(limits.maxOutputPixels)}: use size to scale it down.`,
+        `The result would be ${describeSize(cost.width, cost.height)}; the output limit is ${megapixels(limits.maxOutputPixels)}: use size to scale it down.`,
       );
     }
     checkEncodable(cost.width, cost.height, job.options.encode);
