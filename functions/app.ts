@@ -9,7 +9,7 @@ import { HEALTH_METHODS, healthHandler } from './handlers/health';
 import { modelsHandler } from './handlers/models';
 import { REMOVAL_METHODS, removeBackgroundHandler } from './handlers/removeBackground';
 import { createWarmups, WARMUP_METHODS, warmupHandler } from './handlers/warmup';
-import { type HttpHandler, withRequestLog } from './http';
+import { type HttpHandler, type HttpRequest, withRequestLog } from './http';
 import { Logger } from './log';
 import { ModelHolder, type ModelLoader } from './model/holder';
 import { PROJECT_ROOT } from './model/registry';
@@ -40,21 +40,23 @@ export function createDetourage(config: Config, loader?: ModelLoader, logger?: L
   const holder = new ModelHolder(config, loader, log);
   const admission = createAdmission(config);
   const deps = { config, holder, admission, warmups: createWarmups(holder, admission), version: packageVersion(), startedAt: Date.now() };
-  const gate = createCallerGate(config);
+  const gate = createCallerGate(config, now);
   const limiter = config.rateLimitPerMinute === undefined ? undefined : createRateLimiter(config.rateLimitPerMinute, now);
-  const serve = (methods: readonly string[], handler: HttpHandler, checked: boolean): HttpHandler =>
-    withRequestLog(log, config.project, withCors(config.corsOrigins, methods, checked ? withCallerCheck(gate, limiter, handler) : handler));
+  /** `isWarmup` says which of a function's requests only warm the model, which a scheduler's token may send; undefined: no caller check. */
+  const serve = (methods: readonly string[], handler: HttpHandler, isWarmup?: (request: HttpRequest) => boolean): HttpHandler =>
+    withRequestLog(log, config.project, withCors(config.corsOrigins, methods, isWarmup ? withCallerCheck(gate, limiter, isWarmup, handler) : handler));
   return {
     config,
     holder,
     admission,
     logger: log,
     handlers: {
-      health: serve(HEALTH_METHODS, healthHandler(deps), false),
-      warmup: serve(WARMUP_METHODS, warmupHandler(deps), true),
-      removeBackground: serve(REMOVAL_METHODS, removeBackgroundHandler(deps), true),
+      health: serve(HEALTH_METHODS, healthHandler(deps)),
+      warmup: serve(WARMUP_METHODS, warmupHandler(deps), () => true),
+      // GET warms removeBackground's own instances; that is what the scheduled job sends.
+      removeBackground: serve(REMOVAL_METHODS, removeBackgroundHandler(deps), (request) => request.method === 'GET'),
       // The demo page's model picker, on the local server only: no caller check, like health it reveals no more than the registry.
-      models: serve(['GET', 'HEAD'], modelsHandler(deps), false),
+      models: serve(['GET', 'HEAD'], modelsHandler(deps)),
     },
   };
 }

@@ -50,7 +50,13 @@ export interface Config {
   auth: readonly AuthMode[];
   /** SHA-256 hashes of the accepted API keys (API_KEY_HASHES); the keys themselves are never configured. */
   apiKeys: readonly ApiKeyHash[];
-  /** Requests per minute per API key id, in each instance (RATE_LIMIT_PER_MINUTE); undefined: no limit. */
+  /** The Firebase project whose ID tokens (firebase) and App Check tokens (app-check) are accepted. */
+  firebaseProjectId: string | undefined;
+  /** Service accounts whose Google-signed OIDC token may warm up a public function (Cloud Scheduler's). */
+  warmupServiceAccounts: readonly string[];
+  /** Test-only: the origin of a local server that stands in for Google's key endpoints. */
+  keyServerForTests: string | undefined;
+  /** Requests per minute per caller (API key id, Firebase user, App Check app), in each instance (RATE_LIMIT_PER_MINUTE); undefined: no limit. */
   rateLimitPerMinute: number | undefined;
   /** Origins whose pages may call the functions (CORS_ORIGINS); empty sends no CORS headers at all. */
   corsOrigins: readonly string[];
@@ -62,12 +68,14 @@ export interface Config {
 /**
  * `iam`: Cloud Run's IAM has already let the request in, so the app checks
  * nothing (the default, as before AUTH existed). `api-key`: an X-Api-Key header
- * whose SHA-256 is in API_KEY_HASHES.
+ * whose SHA-256 is in API_KEY_HASHES. `firebase`: a Firebase Authentication ID
+ * token in Authorization: Bearer. `app-check`: a Firebase App Check token in
+ * X-Firebase-AppCheck. The last two are for FIREBASE_PROJECT_ID.
  */
-export type AuthMode = 'iam' | 'api-key';
-const AUTH_MODES: readonly AuthMode[] = ['iam', 'api-key'];
-/** Named so that a deployment asking for them is told they are missing, rather than that they are typos. */
-const PLANNED_AUTH_MODES: readonly string[] = ['firebase', 'app-check'];
+export type AuthMode = 'iam' | 'api-key' | 'firebase' | 'app-check';
+const AUTH_MODES: readonly AuthMode[] = ['iam', 'api-key', 'firebase', 'app-check'];
+/** The modes that name their caller, so that a rate limit can count per caller. */
+const IDENTIFYING_MODES: readonly AuthMode[] = ['api-key', 'firebase', 'app-check'];
 
 export interface ApiKeyHash {
   /** Names the key in logs and in API_KEY_HASHES; never the key itself. */
@@ -168,7 +176,6 @@ function authModes(env: Env, problems: string[]): AuthMode[] {
   const modes: AuthMode[] = [];
   for (const name of names) {
     if ((AUTH_MODES as readonly string[]).includes(name)) modes.push(name as AuthMode);
-    else if (PLANNED_AUTH_MODES.includes(name)) problems.push(`AUTH mode ${name} is not implemented yet (implemented: ${AUTH_MODES.join(', ')})`);
     else problems.push(`AUTH must be a comma-separated list of ${AUTH_MODES.join(', ')}, got ${JSON.stringify(name)}`);
   }
   return modes;
@@ -195,10 +202,12 @@ function apiKeyHashes(env: Env, auth: readonly AuthMode[], problems: string[]): 
   return keys;
 }
 
-/** Counted per key id, so it means nothing without api-key: refused then rather than silently ignored. */
+/** Counted per caller, so it means nothing without a mode that names one: refused then rather than silently ignored. */
 function rateLimit(env: Env, auth: readonly AuthMode[], problems: string[]): number | undefined {
   if (!env.RATE_LIMIT_PER_MINUTE?.trim()) return undefined;
-  if (!auth.includes('api-key')) problems.push('RATE_LIMIT_PER_MINUTE counts requests per API key, so it needs AUTH to include api-key');
+  if (!auth.some((mode) => IDENTIFYING_MODES.includes(mode))) {
+    problems.push(`RATE_LIMIT_PER_MINUTE counts requests per caller, so it needs AUTH to include one of ${IDENTIFYING_MODES.join(', ')}`);
+  }
   return integerSetting(env, 'RATE_LIMIT_PER_MINUTE', 1, problems, 1_000_000);
 }
 
@@ -229,15 +238,59 @@ function corsOrigins(env: Env, problems: string[]): string[] {
   return origins;
 }
 
+/** Google Cloud's rule for project ids, which Firebase projects share. */
+const PROJECT_ID_PATTERN = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
+
+function firebaseProjectId(env: Env, auth: readonly AuthMode[], problems: string[]): string | undefined {
+  const projectId = env.FIREBASE_PROJECT_ID?.trim() || undefined;
+  const needed = auth.filter((mode) => mode === 'firebase' || mode === 'app-check');
+  if (needed.length > 0 && projectId === undefined) {
+    problems.push(`AUTH includes ${needed.join(' and ')}, which needs FIREBASE_PROJECT_ID: the project whose tokens are accepted`);
+  }
+  if (projectId !== undefined && needed.length === 0) problems.push('FIREBASE_PROJECT_ID is set but AUTH includes neither firebase nor app-check, so no token would be checked');
+  if (projectId !== undefined && !PROJECT_ID_PATTERN.test(projectId)) {
+    problems.push(`FIREBASE_PROJECT_ID must be a project id (6-30 lower-case letters, digits and hyphens), got ${JSON.stringify(projectId)}`);
+  }
+  return projectId;
+}
+
+/**
+ * With iam in AUTH every request is let in already, so an account list would
+ * never be checked: refused, like hashes without api-key.
+ */
+function warmupServiceAccounts(env: Env, auth: readonly AuthMode[], problems: string[]): string[] {
+  const accounts = [...new Set((env.WARMUP_SERVICE_ACCOUNTS ?? '').split(',').map((entry) => entry.trim().toLowerCase()).filter((entry) => entry !== ''))];
+  for (const account of accounts) {
+    if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(account)) problems.push(`WARMUP_SERVICE_ACCOUNTS entry ${JSON.stringify(account)} must be a service account's email`);
+  }
+  if (accounts.length > 0 && auth.includes('iam')) {
+    problems.push('WARMUP_SERVICE_ACCOUNTS is for public functions: with iam in AUTH, Cloud Run already checks the scheduler\'s token and the list would never be used');
+  }
+  return accounts;
+}
+
+/** Test-only settings, each refused on Cloud Run, which always sets K_SERVICE. */
+function testSetting(env: Env, name: string, problems: string[]): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw || raw === '0') return undefined;
+  if (env.K_SERVICE) problems.push(`${name} is for tests only and is refused on Cloud Run`);
+  return raw;
+}
+
 const LOOPBACK_SETTING = 'DETOURAGE_TEST_ALLOW_LOOPBACK_URLS';
+const KEY_SERVER_SETTING = 'DETOURAGE_TEST_KEY_SERVER';
 
 function loopbackForTests(env: Env, problems: string[]): boolean {
-  const raw = env[LOOPBACK_SETTING]?.trim();
-  if (!raw || raw === '0') return false;
-  if (raw !== '1') problems.push(`${LOOPBACK_SETTING} must be 1 or unset, got ${JSON.stringify(raw)}`);
-  // Cloud Run (and so Cloud Functions gen2) always sets K_SERVICE.
-  if (env.K_SERVICE) problems.push(`${LOOPBACK_SETTING} is for tests only and is refused on Cloud Run`);
+  const raw = testSetting(env, LOOPBACK_SETTING, problems);
+  if (raw !== undefined && raw !== '1') problems.push(`${LOOPBACK_SETTING} must be 1 or unset, got ${JSON.stringify(raw)}`);
   return raw === '1';
+}
+
+function keyServerForTests(env: Env, problems: string[]): string | undefined {
+  const raw = testSetting(env, KEY_SERVER_SETTING, problems);
+  if (raw === undefined) return undefined;
+  if (!/^http:\/\/(127\.0\.0\.1|localhost):\d+$/.test(raw)) problems.push(`${KEY_SERVER_SETTING} must be http://127.0.0.1:PORT, got ${JSON.stringify(raw)}`);
+  return raw;
 }
 
 /** Reads and validates every setting at once, so start-up names all problems together. */
@@ -308,6 +361,9 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
     allowLoopbackUrlsForTests: loopbackForTests(env, problems),
     auth: Object.freeze(auth),
     apiKeys: Object.freeze(apiKeyHashes(env, auth, problems)),
+    firebaseProjectId: firebaseProjectId(env, auth, problems),
+    warmupServiceAccounts: Object.freeze(warmupServiceAccounts(env, auth, problems)),
+    keyServerForTests: keyServerForTests(env, problems),
     rateLimitPerMinute: rateLimit(env, auth, problems),
     corsOrigins: Object.freeze(corsOrigins(env, problems)),
     logLevel,

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'output_not_encodable'
   | 'rate_limited'
   | 'model_unavailable'
+  | 'auth_unavailable'
   | 'overloaded'
   | 'timeout'
   | 'client_closed'
@@ -40,6 +41,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   rate_limited: 429,
   internal: 500,
   model_unavailable: 503,
+  // The signing keys of a token could not be fetched: retrying is right, a 401 or 403 would not be.
+  auth_unavailable: 503,
   overloaded: 503,
   timeout: 504,
   // nginx's convention for a client that left; nobody is there to read it.
@@ -83,6 +86,7 @@ export class ApiError extends Error {
 export function causeForLog(error: unknown): { cause?: string } {
   if (!(error instanceof ApiError)) return { cause: String((error as Error)?.stack ?? error) };
   if (!error.logCause || error.cause === undefined) return {};
+  if (typeof error.cause === 'string') return { cause: error.cause };
   return { cause: error.cause instanceof Error ? error.cause.message : JSON.stringify(error.cause) };
 }
 

@@ -94,7 +94,7 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
         model?: string;
         timings?: Record<string, number>;
         error?: Record<string, string>;
-        apiKeyId?: string;
+        caller?: string;
       };
       logger.log(severity, `${request.method} ${request.path} ${status}`, {
         httpRequest: {
@@ -109,7 +109,7 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
         },
         requestId,
         ...traceField(request.headers, project),
-        ...(locals.apiKeyId ? { apiKeyId: locals.apiKeyId } : {}),
+        ...(locals.caller ? { caller: locals.caller } : {}),
         ...(locals.model ? { model: locals.model } : {}),
         ...(locals.timings ? { timingsMs: locals.timings } : {}),
         ...(locals.error ? { error: locals.error } : {}),
