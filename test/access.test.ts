@@ -7,6 +7,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
+import { createRateLimiter } from '../functions/access/rateLimit';
 import { type Config, ConfigError, loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
 import { PROJECT_ROOT } from '../functions/model/registry';
@@ -327,4 +328,18 @@ test('RATE_LIMIT_PER_MINUTE: headers on every answer to a key, 429 past the limi
   } finally {
     await server.close();
   }
+});
+
+test('the rate limiter keeps only this minute\'s callers, and at most its bound of them', () => {
+  let clock = Date.UTC(2026, 11, 1, 20, 0, 10);
+  const limiter = createRateLimiter(5, () => clock, 2);
+  assert.equal(limiter.take('firebase:a').allowed, true);
+  assert.equal(limiter.take('firebase:b').allowed, true);
+  const third = limiter.take('firebase:c');
+  assert.equal(third.allowed, false, 'a third caller in a table of two waits for the next minute');
+  assert.equal(third.headers['Retry-After'], '50');
+  assert.equal(limiter.take('firebase:a').allowed, true, 'callers already counted go on');
+  clock += 50_000;
+  assert.equal(limiter.take('firebase:c').allowed, true);
+  assert.equal(limiter.take('firebase:c').headers['X-RateLimit-Remaining'], '3');
 });
