@@ -37,7 +37,7 @@ async function cpuMs(pid: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '8' } } });
+  const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '1' } } });
   const requests = Number(values.requests);
   const concurrency = Number(values.concurrency);
   const key = createApiKey();
