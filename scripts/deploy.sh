@@ -45,10 +45,9 @@ HEALTH_CONCURRENCY=1
 HEALTH_MIN_INSTANCES=0
 HEALTH_MAX_INSTANCES=3
 
-# AUTH modes the service implements (functions/config.ts); firebase and
-# app-check are planned and refused there too.
-AUTH_MODES=(iam api-key)
-PLANNED_AUTH_MODES=(firebase app-check)
+# AUTH modes the service implements (functions/config.ts). Every mode but iam
+# is a check the service makes of each caller itself.
+AUTH_MODES=(iam api-key firebase app-check)
 DEFAULT_API_KEY_SECRET=detourage-api-key-hashes
 SECRET_ACCESSOR_ROLE=roles/secretmanager.secretAccessor
 
@@ -76,20 +75,38 @@ Options override the environment variable named in brackets.
   --max-upload-bytes=N      service limit [MAX_UPLOAD_BYTES] (default: the service's)
   --max-input-pixels=N      service limit [MAX_INPUT_PIXELS] (default: the service's)
   --infer-threads=N         onnxruntime threads [INFER_THREADS] (default: the CPU count)
-  --auth=MODES              who may call removeBackground and warmup [AUTH]: iam
-                            (the default: an identity token, checked by Cloud Run),
-                            api-key (an X-Api-Key header checked by the service,
-                            which makes the two public), or iam,api-key
+  --auth=MODES              who may call removeBackground and warmup [AUTH], a
+                            comma-separated list; a request passes if any passes:
+                              iam        an identity token, checked by Cloud Run (the default)
+                              api-key    an X-Api-Key header
+                              firebase   a Firebase Auth ID token (Authorization: Bearer)
+                              app-check  a Firebase App Check token (X-Firebase-AppCheck)
+                            The service checks api-key, firebase and app-check itself;
+                            without iam the two functions are public at the IAM level,
+                            with iam they stay private (e.g. iam,api-key)
   --api-key-secret=NAME     Secret Manager secret holding API_KEY_HASHES [API_KEY_SECRET]
                             (default $DEFAULT_API_KEY_SECRET; create it first, see README)
+  --firebase-project=ID     Firebase project whose ID tokens and App Check tokens are
+                            accepted [FIREBASE_PROJECT_ID] (firebase or app-check only;
+                            default: --project)
+  --warmup-service-account=EMAIL[,EMAIL]
+                            service accounts whose Google-signed OIDC token (what
+                            schedule-warmup.sh's job sends) may warm up a public
+                            deployment [WARMUP_SERVICE_ACCOUNTS]; AUTH without iam only
+                            (default $DEFAULT_WARMER_NAME@PROJECT.iam.gserviceaccount.com,
+                            the account schedule-warmup.sh signs as by default)
+  --no-warmup-service-account
+                            accept no warmup token: a scheduled warmup of a public
+                            deployment is then answered 401
   --service-account=EMAIL   runtime service account of the functions [SERVICE_ACCOUNT]
                             (default: the project's default compute service account)
   --cors-origins=LIST       origins whose pages may call the functions [CORS_ORIGINS]
                             (comma-separated, e.g. https://app.example.com; default none)
-  --rate-limit-per-minute=N requests per minute per API key, per instance
-                            [RATE_LIMIT_PER_MINUTE] (api-key only; default no limit)
+  --rate-limit-per-minute=N requests per minute per caller (API key, Firebase user or
+                            App Check app), per instance [RATE_LIMIT_PER_MINUTE]
+                            (api-key, firebase or app-check; default no limit)
   --allow-unauthenticated   make health public too [ALLOW_UNAUTHENTICATED=true]; refused
-                            unless AUTH is api-key, since with iam the service
+                            when AUTH includes iam, since with iam the service
                             checks nobody itself
   --no-allow-unauthenticated
                             health requires an identity token (the default)
@@ -136,6 +153,10 @@ api_key_secret=${API_KEY_SECRET:-$DEFAULT_API_KEY_SECRET}
 service_account=${SERVICE_ACCOUNT:-}
 cors_origins=${CORS_ORIGINS:-}
 rate_limit_per_minute=${RATE_LIMIT_PER_MINUTE:-}
+firebase_project=${FIREBASE_PROJECT_ID:-}
+warmup_service_accounts=${WARMUP_SERVICE_ACCOUNTS:-}
+# false after --no-warmup-service-account: no default account either.
+warmup_default=true
 
 while (($#)); do
   OPTION_SHIFT=1
@@ -155,6 +176,11 @@ while (($#)); do
     --service-account | --service-account=*) option_value "$@" && service_account=$OPTION_VALUE ;;
     --cors-origins | --cors-origins=*) option_value "$@" && cors_origins=$OPTION_VALUE ;;
     --rate-limit-per-minute | --rate-limit-per-minute=*) option_value "$@" && rate_limit_per_minute=$OPTION_VALUE ;;
+    --firebase-project | --firebase-project=*) option_value "$@" && firebase_project=$OPTION_VALUE ;;
+    --warmup-service-account | --warmup-service-account=*)
+      option_value "$@" && warmup_service_accounts=$OPTION_VALUE && warmup_default=true
+      ;;
+    --no-warmup-service-account) warmup_service_accounts='' warmup_default=false ;;
     --allow-unauthenticated) allow_unauthenticated=true ;;
     --no-allow-unauthenticated) allow_unauthenticated=false ;;
     *) common_option "$@" ;;
@@ -200,29 +226,59 @@ IFS=, read -r -a auth_modes <<<"$auth"
 ((${#auth_modes[@]} > 0)) || die "--auth needs a comma-separated list of modes (${AUTH_MODES[*]}), got '$auth'"
 for mode in "${auth_modes[@]}"; do
   [[ -n $mode ]] || die "--auth needs a comma-separated list of modes (${AUTH_MODES[*]}), got '$auth'"
-  if [[ " ${PLANNED_AUTH_MODES[*]} " == *" $mode "* ]]; then
-    die "auth mode $mode is not implemented yet (implemented: ${AUTH_MODES[*]})"
-  fi
   [[ " ${AUTH_MODES[*]} " == *" $mode "* ]] || die "unknown auth mode '$mode' (known: ${AUTH_MODES[*]})"
 done
 auth_has() { [[ ",$auth," == *",$1,"* ]]; }
+# The modes in which the service checks each caller itself.
+checks_callers=false
+for mode in "${auth_modes[@]}"; do
+  [[ $mode == iam ]] || checks_callers=true
+done
 [[ $api_key_secret =~ ^[A-Za-z0-9_-]{1,255}$ ]] || die "invalid secret name: '$api_key_secret' (letters, digits, - and _ only)"
-[[ -z $service_account || $service_account =~ ^[^@[:space:]]+@[^@[:space:]]+\.[a-z]+$ ]] ||
-  die "invalid service account email: '$service_account'"
+[[ -z $service_account ]] || check_service_account_email 'service account email' "$service_account"
 # The service checks each origin fully at start; this catches what would otherwise fail only then.
 cors_origins=${cors_origins// /}
 [[ -z $cors_origins || $cors_origins =~ ^https?://[^/,\;*]+(,https?://[^/,\;*]+)*$ ]] ||
   die "CORS origins must be a comma-separated list of origins like https://app.example.com (no * and no path), got '$cors_origins'"
 if [[ -n $rate_limit_per_minute ]]; then
   check_integer rate_limit_per_minute 'rate limit per minute' 1 1000000
-  auth_has api-key || die "a rate limit counts requests per API key: it needs --auth with api-key"
+  $checks_callers ||
+    die "a rate limit counts requests per caller (API key, Firebase user or App Check app): it needs --auth with api-key, firebase or app-check"
+fi
+if auth_has firebase || auth_has app-check; then
+  firebase_project=${firebase_project:-$PROJECT}
+  check_project_id 'Firebase project ID' "$firebase_project"
+elif [[ -n $firebase_project ]]; then
+  die "--firebase-project (FIREBASE_PROJECT_ID) names the project whose Firebase tokens are accepted: it needs --auth with firebase or app-check, got AUTH=$auth"
 fi
 # The service's iam mode trusts Cloud Run to have checked the caller, so the
 # two functions it protects must stay behind IAM whenever iam is a mode.
 if auth_has iam && $allow_unauthenticated; then
-  die "--allow-unauthenticated with AUTH=$auth would make the functions public while the service checks nobody itself (iam trusts Cloud Run's check); use --auth=api-key to serve public callers with API keys"
+  die "--allow-unauthenticated with AUTH=$auth would make the functions public while the service checks nobody itself (iam trusts Cloud Run's check); leave iam out (--auth=api-key, firebase or app-check) to serve public callers"
 fi
-# With api-key alone the service checks every caller, and Cloud Run must let
+# Behind IAM the scheduler's token is Cloud Run's to check (schedule-warmup.sh
+# grants its account the invoker role), and the service refuses the setting.
+# A public deployment checks it itself: without an account there, every
+# scheduled warmup would be answered 401, so schedule-warmup.sh's default
+# account is trusted unless the operator names others or none.
+warmup_service_accounts=${warmup_service_accounts// /}
+if auth_has iam; then
+  [[ -z $warmup_service_accounts ]] ||
+    die "--warmup-service-account (WARMUP_SERVICE_ACCOUNTS) is for public deployments: with AUTH=$auth Cloud Run's IAM checks the scheduler's token, and schedule-warmup.sh grants its account the invoker role"
+elif [[ -z $warmup_service_accounts ]] && $warmup_default; then
+  default_warmer_account
+  warmup_service_accounts=$DEFAULT_WARMER_ACCOUNT
+  [[ -n $warmup_service_accounts ]] ||
+    die "a public deployment of a domain-scoped project needs --warmup-service-account=EMAIL (the account of schedule-warmup.sh) or --no-warmup-service-account"
+  note "scheduled warmups are accepted from $warmup_service_accounts (schedule-warmup.sh's default account); --warmup-service-account names others, --no-warmup-service-account none"
+elif [[ -z $warmup_service_accounts ]]; then
+  note "warning: no warmup account: the service will answer a scheduled warmup 401, so each instance loads the model on its first removal"
+fi
+IFS=, read -r -a warmup_accounts <<<"$warmup_service_accounts"
+for account in "${warmup_accounts[@]}"; do
+  check_service_account_email 'warmup service account email' "$account"
+done
+# Without iam the service checks every caller, and Cloud Run must let
 # callers through: browsers' preflights carry no identity token at all.
 if auth_has iam; then
   protected_auth_flag=--no-allow-unauthenticated
@@ -245,7 +301,9 @@ env_entries=(
 [[ -z $max_input_pixels ]] || env_entries+=("MAX_INPUT_PIXELS=$max_input_pixels")
 [[ -z $cors_origins ]] || env_entries+=("CORS_ORIGINS=$cors_origins")
 [[ -z $rate_limit_per_minute ]] || env_entries+=("RATE_LIMIT_PER_MINUTE=$rate_limit_per_minute")
-# A value with a comma (AUTH=iam,api-key, CORS_ORIGINS) needs gcloud's other
+[[ -z $firebase_project ]] || env_entries+=("FIREBASE_PROJECT_ID=$firebase_project")
+[[ -z $warmup_service_accounts ]] || env_entries+=("WARMUP_SERVICE_ACCOUNTS=$warmup_service_accounts")
+# A value with a comma (AUTH=iam,api-key, CORS_ORIGINS, WARMUP_SERVICE_ACCOUNTS) needs gcloud's other
 # delimiter (gcloud topic escaping): ^;^ before the list, ; between its entries.
 if [[ "${env_entries[*]}" == *,* ]]; then
   env_vars=$(IFS=';' && printf '^;^%s' "${env_entries[*]}")
@@ -290,6 +348,7 @@ if auth_has api-key; then
   if [[ -n $service_account ]]; then
     runtime_account=$service_account
   else
+    project_number=''
     capture project_number gcloud projects describe "$PROJECT" --format='value(projectNumber)'
     runtime_account=$project_number-compute@developer.gserviceaccount.com
   fi
@@ -302,7 +361,12 @@ deploy_function warmup "$protected_auth_flag" "$memory" "$cpu" "$WARMUP_MIN_INST
 deploy_function health "$health_auth_flag" "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_MIN_INSTANCES" "$HEALTH_MAX_INSTANCES" "$HEALTH_CONCURRENCY"
 
 if ! $DRY_RUN; then
-  note "deployed. Keep removeBackground's model loaded with scripts/schedule-warmup.sh --project=$PROJECT --region=$REGION --service-account=EMAIL"
-  auth_has iam ||
-    note "with AUTH=$auth the scheduler's identity token is not checked by the service: its warmup needs an X-Api-Key header (README: Call it from a web page)"
+  if ((${#warmup_accounts[@]} > 0)); then
+    note "deployed. Keep removeBackground's model loaded with scripts/schedule-warmup.sh --project=$PROJECT --region=$REGION --service-account=${warmup_accounts[0]}"
+  elif auth_has iam; then
+    # Behind IAM any account will do: the script grants it the invoker role.
+    note "deployed. Keep removeBackground's model loaded with scripts/schedule-warmup.sh --project=$PROJECT --region=$REGION"
+  else
+    note "deployed."
+  fi
 fi

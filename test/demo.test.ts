@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
 import { loadConfig } from '../functions/config';
 import { PROJECT_ROOT, registry } from '../functions/model/registry';
 import { type ErrorBody, postForm } from './support/http';
@@ -47,12 +48,17 @@ const COUNT_ALPHA = `(async () => {
 
 const SKIP = existsSync(CHROMIUM) ? false : 'chromium not installed: apt-get install chromium';
 
+const KEY = createApiKey();
+
 let server: RunningServer | undefined;
+/** AUTH=api-key, and CORS for the pages of `server`, as a deployed function that a local demo page calls. */
+let keyed: RunningServer | undefined;
 let browser: Browser | undefined;
 
 before(async () => {
   if (SKIP) return;
   server = await startServerWithDemo();
+  keyed = await startLocalServer(loadConfig({ AUTH: 'api-key', API_KEY_HASHES: apiKeyHashEntry('demo', KEY), CORS_ORIGINS: server.url }));
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -70,13 +76,14 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.close();
+  await keyed?.close();
 });
 
-async function openDemo(): Promise<{ page: Page; pageErrors: string[] }> {
+async function openDemo(origin = server!.url): Promise<{ page: Page; pageErrors: string[] }> {
   const page = await browser!.newPage({ viewport: { width: 1280, height: 600 } });
   const pageErrors: string[] = [];
   page.on('pageerror', (error) => pageErrors.push(error.message));
-  await page.goto(`${server!.url}/demo`);
+  await page.goto(`${origin}/demo`);
   assert.equal(await page.title(), 'detourage: background removal demo');
   return { page, pageErrors };
 }
@@ -162,5 +169,79 @@ test('demo page: only the allowed models are offered, and none with a single all
   await page.waitForSelector('#model-field:not([hidden])');
   assert.deepEqual(await page.locator('#model option').allTextContents(), ['isnet-fp32 (loaded)', 'isnet-uint8 (not downloaded)']);
   assert.equal(await page.inputValue('#model'), 'isnet-fp32');
+  assert.deepEqual(pageErrors, []);
+});
+
+/** The X-Api-Key header of each HTTP request the page makes, by origin and path (the images' blob: URLs left out). */
+function recordKeys(page: Page): Map<string, (string | undefined)[]> {
+  const sent = new Map<string, (string | undefined)[]>();
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (!url.protocol.startsWith('http')) return;
+    const target = `${url.origin}${url.pathname}`;
+    sent.set(target, [...(sent.get(target) ?? []), request.headers()['x-api-key']]);
+  });
+  return sent;
+}
+
+test('demo page on an AUTH=api-key server: the 401 message, then the cutout with the key, kept for the tab alone', { skip: SKIP }, async () => {
+  const { page, pageErrors } = await openDemo(keyed!.url);
+  const sent = recordKeys(page);
+  const refusal = ((await (await fetch(`${keyed!.url}/remove-background`, { method: 'POST' })).json()) as ErrorBody).error.message;
+  await page.setInputFiles('#file-input', path.join(PROJECT_ROOT, 'test', 'fixtures', 'car-1.jpg'));
+  await page.waitForSelector('body[data-state="error"]', { timeout: RESULT_TIMEOUT_MS });
+  assert.equal((await page.getByRole('alert').textContent())?.trim(), `${refusal} Enter an API key above.`);
+
+  await page.fill('#api-key', KEY);
+  await page.press('#api-key', 'Enter');
+  await page.waitForSelector('body[data-state="done"]', { timeout: RESULT_TIMEOUT_MS });
+  const alpha = await page.evaluate<AlphaCount>(COUNT_ALPHA);
+  assert.deepEqual([alpha.width, alpha.height], [480, 360]);
+  assert.ok(alpha.transparent > 1000 && alpha.opaque > 1000, JSON.stringify(alpha));
+  // Only the removal carries the key: /models and /health need none.
+  const removals = `${keyed!.url}/remove-background`;
+  assert.deepEqual(sent.get(removals), [undefined, KEY]);
+  assert.ok([...sent].every(([target, keys]) => target === removals || keys.every((key) => key === undefined)), JSON.stringify([...sent]));
+
+  await page.reload();
+  assert.equal(await page.inputValue('#api-key'), KEY);
+  assert.ok(!page.url().includes(KEY.slice(4)), page.url());
+  assert.equal(await page.evaluate('localStorage.length'), 0);
+  assert.ok(!(await page.content()).includes(KEY.slice(4)), 'the key is in the HTML');
+
+  // The restored key is sent; a rate limit's answer says when to try again.
+  let keySent: string | undefined;
+  await page.route('**/remove-background', async (route) => {
+    keySent = route.request().headers()['x-api-key'];
+    await route.fulfill({ status: 429, headers: { 'Retry-After': '42' }, json: { error: { code: 'rate_limited', message: 'Stubbed limit.' } } });
+  });
+  await page.setInputFiles('#file-input', path.join(PROJECT_ROOT, 'test', 'fixtures', 'car-1.jpg'));
+  await page.waitForSelector('body[data-state="error"]', { timeout: RESULT_TIMEOUT_MS });
+  assert.equal((await page.getByRole('alert').textContent())?.trim(), 'Stubbed limit. Try again in 42 s.');
+  assert.equal(keySent, KEY);
+  assert.deepEqual(pageErrors, []);
+});
+
+test('demo page calls another endpoint: a deployed key-protected function, through its CORS', { skip: SKIP }, async () => {
+  // The page comes from `server`; the removals go to `keyed`, which lists the page's origin in CORS_ORIGINS.
+  const { page, pageErrors } = await openDemo();
+  await page.waitForFunction("document.getElementById('model-current').textContent !== ''");
+  const sent = recordKeys(page);
+  await page.fill('#endpoint', `${keyed!.url}/remove-background`);
+  await page.fill('#api-key', 'dtr_not-a-key');
+  await page.setInputFiles('#file-input', path.join(PROJECT_ROOT, 'test', 'fixtures', 'car-1.jpg'));
+  await page.waitForSelector('body[data-state="error"]', { timeout: RESULT_TIMEOUT_MS });
+  // The 403 body reached the page: the function's CORS headers let it read the answer.
+  assert.equal((await page.getByRole('alert').textContent())?.trim(), 'The X-Api-Key header holds no valid key. Check the API key above.');
+  // Another endpoint is not asked for its models: its paths would be removals or warmups.
+  assert.equal(await page.textContent('#model-current'), '');
+
+  await page.fill('#api-key', KEY);
+  await page.press('#api-key', 'Enter');
+  await page.waitForSelector('body[data-state="done"]', { timeout: RESULT_TIMEOUT_MS });
+  assert.match((await page.textContent('#result-info')) ?? '', new RegExp(`model ${registry.default}$`));
+  assert.deepEqual([...sent], [[`${keyed!.url}/remove-background`, ['dtr_not-a-key', KEY]]]);
+  await page.reload();
+  assert.equal(await page.inputValue('#endpoint'), `${keyed!.url}/remove-background`);
   assert.deepEqual(pageErrors, []);
 });

@@ -84,6 +84,8 @@ function envVarsOf(call: string[], flag: '--set-env-vars' | '--set-build-env-var
 
 const PROJECT = 'detourage-test';
 const SERVICE_ACCOUNT = `warmer@${PROJECT}.iam.gserviceaccount.com`;
+/** The account README's prerequisites create: schedule-warmup.sh's default, and the one a public deployment trusts by default. */
+const DEFAULT_WARMER = `detourage-warmer@${PROJECT}.iam.gserviceaccount.com`;
 const FAKE_URL = 'https://removebackground-abc123-uc.a.run.app';
 
 describe('deploy.sh', () => {
@@ -145,8 +147,10 @@ describe('deploy.sh', () => {
       TIMEOUT: '120',
       MAX_UPLOAD_BYTES: '10485760',
       MAX_INPUT_PIXELS: '25000000',
-      AUTH: 'api-key',
+      AUTH: 'api-key,firebase',
       API_KEY_SECRET: 'hashes-from-env',
+      FIREBASE_PROJECT_ID: 'web-from-env',
+      WARMUP_SERVICE_ACCOUNTS: SERVICE_ACCOUNT,
       SERVICE_ACCOUNT: 'runner@detourage-test.iam.gserviceaccount.com',
       ALLOW_UNAUTHENTICATED: 'true',
     });
@@ -172,7 +176,7 @@ describe('deploy.sh', () => {
       assert.equal(flags.get('--set-secrets'), 'API_KEY_HASHES=hashes-from-env:latest');
       assert.equal(flags.get('--service-account'), 'runner@detourage-test.iam.gserviceaccount.com');
       assert.deepEqual(envVarsOf(call, '--set-env-vars'), {
-        AUTH: 'api-key',
+        AUTH: 'api-key,firebase',
         MODEL: 'isnet-uint8',
         INFER_THREADS: '4',
         REQUEST_TIMEOUT_MS: '115000',
@@ -180,6 +184,8 @@ describe('deploy.sh', () => {
         MEMORY_LIMIT_MB: '4096',
         MAX_UPLOAD_BYTES: '10485760',
         MAX_INPUT_PIXELS: '25000000',
+        FIREBASE_PROJECT_ID: 'web-from-env',
+        WARMUP_SERVICE_ACCOUNTS: SERVICE_ACCOUNT,
       });
       assert.deepEqual(envVarsOf(call, '--set-build-env-vars'), { MODEL: 'isnet-uint8', ONNXRUNTIME_NODE_INSTALL: 'skip' });
     }
@@ -243,13 +249,18 @@ describe('deploy.sh', () => {
       // health stays as it was: private unless --allow-unauthenticated.
       assert.deepEqual(publicFlags(run), { removeBackground: true, warmup: true, health: false });
       for (const call of run.calls.slice(2)) {
-        assert.equal(envVarsOf(call, '--set-env-vars').AUTH, 'api-key');
+        const env = envVarsOf(call, '--set-env-vars');
+        assert.equal(env.AUTH, 'api-key');
+        // The scheduler's OIDC token reaches the service now: its account is trusted for warmups.
+        assert.equal(env.WARMUP_SERVICE_ACCOUNTS, DEFAULT_WARMER);
+        assert.equal(env.FIREBASE_PROJECT_ID, undefined);
         assert.equal(flagsOf(call).get('--set-secrets'), 'API_KEY_HASHES=detourage-api-key-hashes:latest');
         assert.ok(!call.includes('--clear-secrets'));
         // The hashes come only from the secret.
         assert.ok(!call.some((word) => word.includes('API_KEY_HASHES=') && !word.startsWith('--set-secrets=')));
       }
-      assert.match(run.stderr, /its warmup needs an X-Api-Key header/);
+      assert.ok(run.stderr.includes(`scheduled warmups are accepted from ${DEFAULT_WARMER} (schedule-warmup.sh's default account)`), run.stderr);
+      assert.ok(run.stderr.includes(`schedule-warmup.sh --project=${PROJECT} --region=us-central1 --service-account=${DEFAULT_WARMER}`), run.stderr);
     });
 
     test('api-key with --service-account and --api-key-secret: that account, that secret, no project lookup', () => {
@@ -268,7 +279,61 @@ describe('deploy.sh', () => {
       assertSucceeded(run);
       assert.deepEqual(run.calls[1]!.slice(0, 2), ['secrets', 'add-iam-policy-binding']);
       assert.deepEqual(publicFlags(run), { removeBackground: false, warmup: false, health: false });
-      assert.equal(envVarsOf(run.calls[2]!, '--set-env-vars').AUTH, 'iam,api-key');
+      const env = envVarsOf(run.calls[2]!, '--set-env-vars');
+      assert.equal(env.AUTH, 'iam,api-key');
+      // Behind IAM the invoker role lets the scheduler in; the service refuses the setting beside iam.
+      assert.equal(env.WARMUP_SERVICE_ACCOUNTS, undefined);
+    });
+
+    test('firebase: the two public, FIREBASE_PROJECT_ID the deploy\'s project, no secret', () => {
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=firebase']);
+      assertSucceeded(run);
+      assert.deepEqual(run.calls.map((call) => call.slice(0, 2)), [['functions', 'deploy'], ['functions', 'deploy'], ['functions', 'deploy']]);
+      assert.deepEqual(publicFlags(run), { removeBackground: true, warmup: true, health: false });
+      for (const call of run.calls) {
+        const env = envVarsOf(call, '--set-env-vars');
+        assert.equal(env.AUTH, 'firebase');
+        assert.equal(env.FIREBASE_PROJECT_ID, PROJECT);
+        assert.equal(env.WARMUP_SERVICE_ACCOUNTS, DEFAULT_WARMER);
+        assert.ok(call.includes('--clear-secrets'));
+      }
+    });
+
+    test('app-check with --firebase-project, a rate limit and two warmup accounts', () => {
+      const accounts = `${SERVICE_ACCOUNT},backup-warmer@${PROJECT}.iam.gserviceaccount.com`;
+      const run = runScript('deploy.sh', [
+        `--project=${PROJECT}`, '--auth=app-check', '--firebase-project=shop-web', '--rate-limit-per-minute=30',
+        '--warmup-service-account', accounts,
+      ]);
+      assertSucceeded(run);
+      assert.deepEqual(publicFlags(run), { removeBackground: true, warmup: true, health: false });
+      for (const call of run.calls) {
+        // A list with commas needs gcloud's other delimiter.
+        assert.match(String(flagsOf(call).get('--set-env-vars')), /^\^;\^AUTH=app-check;/);
+        const env = envVarsOf(call, '--set-env-vars');
+        assert.equal(env.FIREBASE_PROJECT_ID, 'shop-web');
+        assert.equal(env.RATE_LIMIT_PER_MINUTE, '30');
+        assert.equal(env.WARMUP_SERVICE_ACCOUNTS, accounts);
+      }
+      assert.doesNotMatch(run.stderr, /scheduled warmups are accepted from/);
+    });
+
+    test('iam,firebase stays behind IAM, with the Firebase project and no warmup accounts', () => {
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=iam,firebase']);
+      assertSucceeded(run);
+      assert.deepEqual(publicFlags(run), { removeBackground: false, warmup: false, health: false });
+      const env = envVarsOf(run.calls[0]!, '--set-env-vars');
+      assert.equal(env.AUTH, 'iam,firebase');
+      assert.equal(env.FIREBASE_PROJECT_ID, PROJECT);
+      assert.equal(env.WARMUP_SERVICE_ACCOUNTS, undefined);
+    });
+
+    test('--no-warmup-service-account: a public deployment that trusts no warmup token, with a warning', () => {
+      const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=firebase', '--no-warmup-service-account']);
+      assertSucceeded(run);
+      for (const call of run.calls) assert.equal(envVarsOf(call, '--set-env-vars').WARMUP_SERVICE_ACCOUNTS, undefined);
+      assert.match(run.stderr, /warning: no warmup account: the service will answer a scheduled warmup 401/);
+      assert.doesNotMatch(run.stderr, /schedule-warmup\.sh/);
     });
 
     test('iam (the default) touches no secret', () => {
@@ -307,6 +372,41 @@ describe('deploy.sh', () => {
         const pasted = runPrinted(dry.stdout, env);
         assertSucceeded(pasted);
         assert.deepEqual(pasted.calls, runScript('deploy.sh', args, env).calls);
+      });
+    }
+
+    test('--dry-run with --auth=firebase prints the three public-or-not deploys with the Firebase settings', () => {
+      const dry = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=firebase', '--dry-run']);
+      assertSucceeded(dry);
+      assert.deepEqual(dry.calls, []);
+      const lines = dry.stdout.trimEnd().split('\n');
+      assert.equal(lines.length, 3);
+      assert.equal(
+        lines[0],
+        `gcloud functions deploy removeBackground --project=${PROJECT} --gen2 --region=us-central1 --runtime=nodejs22 ` +
+          `--source=${PROJECT_ROOT} --entry-point=removeBackground --trigger-http --allow-unauthenticated --memory=2Gi --cpu=2 ` +
+          '--min-instances=1 --max-instances=10 --concurrency=4 --timeout=60s ' +
+          '--set-env-vars=AUTH=firebase,MODEL=isnet-fp32,INFER_THREADS=2,REQUEST_TIMEOUT_MS=55000,MALLOC_ARENA_MAX=2,MEMORY_LIMIT_MB=2048,' +
+          `FIREBASE_PROJECT_ID=${PROJECT},WARMUP_SERVICE_ACCOUNTS=${DEFAULT_WARMER} ` +
+          '--set-build-env-vars=MODEL=isnet-fp32,ONNXRUNTIME_NODE_INSTALL=skip --clear-secrets',
+      );
+      assert.ok(lines[2]!.startsWith('gcloud functions deploy health ') && lines[2]!.includes(' --no-allow-unauthenticated '), lines[2]);
+    });
+
+    for (const args of [
+      ['--auth=app-check', '--firebase-project=shop-web'],
+      ['--auth=api-key,firebase', `--warmup-service-account=${SERVICE_ACCOUNT},other@${PROJECT}.iam.gserviceaccount.com`],
+    ]) {
+      test(`--dry-run with ${args.join(' ')} prints what a paste runs`, () => {
+        const all = [`--project=${PROJECT}`, ...args];
+        const dry = runScript('deploy.sh', [...all, '--dry-run']);
+        assertSucceeded(dry);
+        assert.deepEqual(dry.calls, []);
+        const env = { FAKE_GCLOUD_PROJECT_NUMBER: '777' };
+        const pasted = runPrinted(dry.stdout, env);
+        assertSucceeded(pasted);
+        assert.deepEqual(pasted.calls, runScript('deploy.sh', all, env).calls);
+        assert.deepEqual(publicFlags(pasted), { removeBackground: true, warmup: true, health: false });
       });
     }
   });
@@ -401,13 +501,21 @@ describe('deploy.sh', () => {
     { name: 'an unmeasured model without --memory', args: ['--model=u2net'], message: /no measured memory for model u2net: pass --memory/ },
     { name: '--allow-unauthenticated with AUTH=iam', args: ['--allow-unauthenticated'], message: /would make the functions public while the service checks nobody itself/ },
     { name: 'ALLOW_UNAUTHENTICATED with iam,api-key', args: ['--auth=iam,api-key'], env: { ALLOW_UNAUTHENTICATED: 'true' }, message: /AUTH=iam,api-key would make the functions public/ },
-    { name: 'an unknown auth mode', args: ['--auth=password'], message: /unknown auth mode 'password' \(known: iam api-key\)/ },
-    { name: 'firebase auth', args: ['--auth=api-key,firebase'], message: /auth mode firebase is not implemented yet/ },
-    { name: 'app-check auth from the env', args: [], env: { AUTH: 'app-check' }, message: /auth mode app-check is not implemented yet/ },
-    { name: 'an empty auth', args: ['--auth=,'], message: /--auth needs a comma-separated list of modes \(iam api-key\), got ','/ },
+    { name: 'an unknown auth mode', args: ['--auth=password'], message: /unknown auth mode 'password' \(known: iam api-key firebase app-check\)/ },
+    { name: 'an empty auth', args: ['--auth=,'], message: /--auth needs a comma-separated list of modes \(iam api-key firebase app-check\), got ','/ },
+    { name: '--allow-unauthenticated with iam,firebase', args: ['--auth=iam,firebase', '--allow-unauthenticated'], message: /AUTH=iam,firebase would make the functions public while the service checks nobody itself/ },
+    { name: 'a Firebase project without firebase or app-check', args: ['--firebase-project=shop-web'], message: /--firebase-project \(FIREBASE_PROJECT_ID\) names the project whose Firebase tokens are accepted: it needs --auth with firebase or app-check, got AUTH=iam/ },
+    { name: 'FIREBASE_PROJECT_ID with api-key alone', args: ['--auth=api-key'], env: { FIREBASE_PROJECT_ID: 'shop-web' }, message: /it needs --auth with firebase or app-check, got AUTH=api-key/ },
+    { name: 'an invalid Firebase project', args: ['--auth=firebase', '--firebase-project=Shop Web'], message: /invalid Firebase project ID: 'Shop Web'/ },
+    { name: 'a warmup account with iam', args: [`--warmup-service-account=${SERVICE_ACCOUNT}`], message: /--warmup-service-account \(WARMUP_SERVICE_ACCOUNTS\) is for public deployments: with AUTH=iam Cloud Run's IAM checks the scheduler's token/ },
+    { name: 'WARMUP_SERVICE_ACCOUNTS with iam,app-check', args: ['--auth=iam,app-check'], env: { WARMUP_SERVICE_ACCOUNTS: SERVICE_ACCOUNT }, message: /is for public deployments: with AUTH=iam,app-check/ },
+    { name: 'a warmup account that is no email', args: ['--auth=firebase', '--warmup-service-account=warmer'], message: /invalid warmup service account email: 'warmer'/ },
+    { name: 'an empty entry among the warmup accounts', args: ['--auth=app-check', `--warmup-service-account=${SERVICE_ACCOUNT},,${DEFAULT_WARMER}`], message: /invalid warmup service account email: ''/ },
+    { name: 'a semicolon in a warmup account', args: ['--auth=api-key', `--warmup-service-account=a;b@${PROJECT}.iam.gserviceaccount.com`], message: /invalid warmup service account email/ },
+    { name: 'a public deployment of a domain-scoped project with no warmup account', args: ['--project=example.com:shop', '--auth=app-check'], message: /a public deployment of a domain-scoped project needs --warmup-service-account=EMAIL/ },
     { name: 'a CORS wildcard', args: ['--cors-origins=*'], message: /CORS origins must be a comma-separated list of origins/ },
     { name: 'a CORS origin with a path', args: ['--cors-origins=https://app.example.com/'], message: /no \* and no path/ },
-    { name: 'a rate limit without api-key', args: ['--rate-limit-per-minute=10'], message: /a rate limit counts requests per API key/ },
+    { name: 'a rate limit with iam alone', args: ['--rate-limit-per-minute=10'], message: /a rate limit counts requests per caller \(API key, Firebase user or App Check app\): it needs --auth with api-key, firebase or app-check/ },
     { name: 'a rate limit of zero', args: ['--auth=api-key', '--rate-limit-per-minute=0'], message: /rate limit per minute must be between 1 and 1000000/ },
     { name: 'a bad secret name', args: ['--auth=api-key', '--api-key-secret=a/b'], message: /invalid secret name: 'a\/b'/ },
     { name: 'a bad runtime service account', args: ['--service-account=runner'], message: /invalid service account email: 'runner'/ },
@@ -515,8 +623,16 @@ describe('schedule-warmup.sh', () => {
     }
   });
 
+  test('signs as detourage-warmer, the account a public deploy.sh trusts by default, unless told otherwise', () => {
+    const run = runScript('schedule-warmup.sh', [`--project=${PROJECT}`], { FAKE_GCLOUD_URL: FAKE_URL });
+    assertSucceeded(run);
+    assert.equal(flagsOf(run.calls[1]!).get('--member'), `serviceAccount:${DEFAULT_WARMER}`);
+    assert.equal(flagsOf(run.calls.at(-1)!).get('--oidc-service-account-email'), DEFAULT_WARMER);
+    assert.equal(flagsOf(run.calls.at(-1)!).get('--oidc-token-audience'), FAKE_URL);
+  });
+
   const badInput: { name: string; args: string[]; env?: Env; message: RegExp }[] = [
-    { name: 'no service account', args: [`--project=${PROJECT}`], message: /no service account: pass --service-account=EMAIL/ },
+    { name: 'no service account in a domain-scoped project', args: ['--project=example.com:shop'], message: /no service account: pass --service-account=EMAIL .*a domain-scoped project has no default/ },
     { name: 'a service account that is no email', args: [...base, '--service-account=warmer'], message: /invalid service account email/ },
     { name: 'no project', args: [`--service-account=${SERVICE_ACCOUNT}`], message: /no project/ },
     { name: 'a schedule in words', args: [...base, '--schedule=every 5 minutes'], message: /schedule must be a cron expression with 5 fields/ },
@@ -628,8 +744,10 @@ test('README.md shows what the scripts print and names every deploy option', () 
 test('--help describes every option and runs nothing', () => {
   const expected: Record<Script, string[]> = {
     'deploy.sh': ['--project', '--region', '--model', '--memory', '--cpu', '--min-instances', '--max-instances',
-      '--concurrency', '--timeout', '--allow-unauthenticated', '--dry-run', 'PROJECT', 'MEMORY', 'ALLOW_UNAUTHENTICATED'],
-    'schedule-warmup.sh': ['--project', '--region', '--service-account', '--schedule', '--job', '--url', '--dry-run'],
+      '--concurrency', '--timeout', '--allow-unauthenticated', '--dry-run', 'PROJECT', 'MEMORY', 'ALLOW_UNAUTHENTICATED',
+      '--auth', 'firebase', 'app-check', '--firebase-project', 'FIREBASE_PROJECT_ID', '--warmup-service-account',
+      'WARMUP_SERVICE_ACCOUNTS', '--no-warmup-service-account'],
+    'schedule-warmup.sh': ['--project', '--region', '--service-account', '--schedule', '--job', '--url', '--dry-run', 'WARMUP_SERVICE_ACCOUNTS'],
     'teardown.sh': ['--project', '--region', '--job', '--quiet', '--dry-run'],
   };
   for (const [script, words] of Object.entries(expected) as [Script, string[]][]) {

@@ -15,6 +15,9 @@ FUNCTION_NAMES=(removeBackground warmup health)
 SERVING_FUNCTION=removeBackground
 DEFAULT_REGION=us-central1
 DEFAULT_WARMUP_JOB=detourage-warmup
+# The account README's prerequisites create for the warmup job: schedule-warmup.sh
+# signs as it, and a public deployment accepts its token, unless told otherwise.
+DEFAULT_WARMER_NAME=detourage-warmer
 
 DRY_RUN=false
 PROJECT=${PROJECT:-}
@@ -66,11 +69,33 @@ common_option() {
   esac
 }
 
+# check_project_id LABEL VALUE
+check_project_id() {
+  # Project IDs are lower case; a domain-scoped one has the form example.com:name.
+  [[ $2 =~ ^[a-z][a-z0-9.:-]*[a-z0-9]$ ]] || die "invalid $1: '$2'"
+}
+
 check_project_and_region() {
   [[ -n $PROJECT ]] || die "no project: pass --project=ID or set PROJECT"
-  # Project IDs are lower case; a domain-scoped one has the form example.com:name.
-  [[ $PROJECT =~ ^[a-z][a-z0-9.:-]*[a-z0-9]$ ]] || die "invalid project ID: '$PROJECT'"
+  check_project_id 'project ID' "$PROJECT"
   [[ $REGION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || die "invalid region: '$REGION' (expected a name like us-central1)"
+}
+
+# check_service_account_email LABEL VALUE: no space, comma or semicolon, so
+# that a list of them survives gcloud's list syntax.
+check_service_account_email() {
+  [[ $2 =~ ^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[a-z]+$ ]] || die "invalid $1: '$2'"
+}
+
+# Sets DEFAULT_WARMER_ACCOUNT to the email of $DEFAULT_WARMER_NAME in $PROJECT,
+# or to nothing for a domain-scoped project, whose account emails are not
+# derived here.
+default_warmer_account() {
+  if [[ $PROJECT == *:* ]]; then
+    DEFAULT_WARMER_ACCOUNT=''
+  else
+    DEFAULT_WARMER_ACCOUNT=$DEFAULT_WARMER_NAME@$PROJECT.iam.gserviceaccount.com
+  fi
 }
 
 check_job_name() {
