@@ -13,9 +13,10 @@ import { layout } from './layout';
 import { postprocess } from './postprocess';
 import { preprocess } from './preprocess';
 import { refineMask } from './refine';
+import { castShadow } from './shadow';
 import type { Box, DecodedImage, EncodedImage, RgbImage } from './types';
 
-export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'encode';
+export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'shadow' | 'encode';
 export type StageTimings = Partial<Record<Stage, number>>;
 
 /** The bytes of one request's images, and what to do with them. */
@@ -99,7 +100,7 @@ async function backdropFor(job: RemovalJob, background: DecodedImage | null, wid
 }
 
 /**
- * decode → preprocess → infer → postprocess → layout → encode. Both images
+ * decode → preprocess → infer → postprocess → layout → shadow → encode. Both images
  * are decoded before the model is touched, so bad input is refused without
  * loading it.
  */
@@ -131,7 +132,9 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
       return Promise.resolve();
     });
   }
-  const laidOut = await clock.time('layout', () => layout(colours, mask, options.layout, image.width / image.sourceWidth, plan.limits.maxOutputPixels));
+  let laidOut = await clock.time('layout', () => layout(colours, mask, options.layout, image.width / image.sourceWidth, plan.limits.maxOutputPixels));
+  const { shadow } = options;
+  if (shadow) laidOut = await clock.time('shadow', () => Promise.resolve(castShadow(laidOut, shadow)));
   const encoded = await clock.time('encode', async () =>
     encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
   );
