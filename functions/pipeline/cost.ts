@@ -35,7 +35,7 @@ export interface CostInputs {
 }
 
 /** The request parameters that the terms are charged to, so a refusal can say which one made it too large. */
-export type CostCause = 'image' | 'crop_margin' | 'scale' | 'bg_image' | 'refine' | 'quality' | 'format' | 'shadow_type';
+export type CostCause = 'image' | 'crop_margin' | 'scale' | 'bg_image' | 'refine' | 'quality' | 'format' | 'semitransparency' | 'shadow_type';
 
 export interface CostEstimate {
   bytes: number;
@@ -149,6 +149,8 @@ export function estimateRemoval(inputs: CostInputs): CostEstimate {
     refine: options.refine ? pixels * 4 + square * 12 * FLOAT : 0,
     // The mirrored input and output, and their average.
     quality: options.quality === 'high' ? square * 5 * FLOAT : 0,
+    // hardenInterior's flags, a byte a pixel, and its two column counts.
+    semitransparency: options.semitransparency ? 0 : pixels + width * 2 * 4,
     // The shadow is drawn into the laid-out buffers, so it costs its coarse grid, plus whatever a canvas grown for it costs more.
     shadow_type: shadow ? shadowWorkingBytes(worst) + total(canvasTerms(inputs, pixels, canvas)) - total(terms) : 0,
   };

@@ -21,6 +21,8 @@ export interface RemovalOptions {
   layout: LayoutOptions;
   encode: EncodeOptions;
   backgroundColour: Rgba | null;
+  /** `semitransparency`: false makes the matte opaque or clear everywhere but a band along the subject's edge. */
+  semitransparency: boolean;
   /** `shadow_type` (or `add_shadow`) with `shadow_opacity`; null for none, or an invisible one. */
   shadow: ShadowOptions | null;
 }
@@ -44,15 +46,14 @@ export const OPTION_PARAMETERS = [
   'post_process',
   'refine',
   'quality',
+  'semitransparency',
+  'type_level',
   'shadow_type',
   'shadow_opacity',
   'add_shadow',
 ] as const;
 
 export const KNOWN_PARAMETERS: ReadonlySet<string> = new Set([...IMAGE_PARAMETERS, ...BACKGROUND_IMAGE_PARAMETERS, ...OPTION_PARAMETERS]);
-
-/** remove.bg parameters this service does not implement; named so the caller learns why. */
-const UNSUPPORTED_PARAMETERS: ReadonlySet<string> = new Set(['type_level', 'semitransparency']);
 
 /** remove.bg's named sizes, in megapixels; `full` and `auto` keep the image's own resolution. */
 const NAMED_SIZES: Readonly<Record<string, number | null>> = {
@@ -69,6 +70,12 @@ const NAMED_SIZES: Readonly<Record<string, number | null>> = {
 const FORMATS: Readonly<Record<string, RequestedFormat>> = { auto: 'auto', png: 'png', jpg: 'jpeg', jpeg: 'jpeg', webp: 'webp', zip: 'zip' };
 const CHANNELS: Readonly<Record<string, Channels>> = { rgba: 'rgba', alpha: 'alpha' };
 const QUALITIES: Readonly<Record<string, Quality>> = { fast: 'fast', high: 'high' };
+/**
+ * remove.bg's foreground classification levels. Which type was detected is
+ * not something these models say, so the level is accepted and changes
+ * nothing (X-Type names the model).
+ */
+const TYPE_LEVELS: Readonly<Record<string, true>> = { none: true, '1': true, '2': true, latest: true };
 /**
  * remove.bg's shadow types: a car's contact shadow, a 3D product shadow and a
  * drop shadow. This service draws one kind, a soft drop shadow from the matte
@@ -143,9 +150,6 @@ function lookUp<T>(table: Readonly<Record<string, T>>, word: string): T | undefi
 /** Typos would otherwise be silently ignored and the caller would wonder why nothing changed. */
 export function checkParameterNames(names: Iterable<string>): void {
   for (const name of names) {
-    if (UNSUPPORTED_PARAMETERS.has(name)) {
-      throw new ApiError('invalid_parameter', `The remove.bg parameter ${name} is not supported by this service.`);
-    }
     if (!KNOWN_PARAMETERS.has(name)) {
       throw new ApiError('invalid_parameter', `Unknown parameter ${JSON.stringify(name)}; known parameters: ${[...KNOWN_PARAMETERS].join(', ')}.`);
     }
@@ -290,6 +294,7 @@ function parseShadow(parameters: Parameters): ShadowOptions | null {
 export function parseRemovalOptions(parameters: Parameters): RemovalOptions {
   const scale = parseScale(parameters.scale);
   const model = parameters.model?.trim();
+  choice(parameters, 'type_level', TYPE_LEVELS, 'none');
   const shadow = parseShadow(parameters);
   return {
     model: model === '' ? undefined : model,
@@ -310,6 +315,7 @@ export function parseRemovalOptions(parameters: Parameters): RemovalOptions {
       channels: parseChannels(parameters),
     },
     backgroundColour: parseBackgroundColour(parameters.bg_color),
+    semitransparency: flag(parameters, 'semitransparency', true),
     shadow,
   };
 }
