@@ -90,7 +90,7 @@ const DEFAULT_SHADOW_OPACITY = 50;
  * hint is accepted and has no effect. `cutout` and `mask` are this service's
  * older names for `channels=rgba` and `channels=alpha`.
  */
-const FOREGROUND_TYPES = new Set(['auto', 'person', 'product', 'animal', 'car', 'transportation', 'graphic', 'graphics', 'other']);
+const FOREGROUND_TYPES = new Set(['auto', 'person', 'product', 'animal', 'car', 'car_interior', 'car_part', 'transportation', 'graphic', 'graphics', 'other']);
 const LEGACY_TYPES: Readonly<Record<string, Channels>> = { cutout: 'rgba', mask: 'alpha' };
 
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
