@@ -39,6 +39,9 @@ const ADVICE: Record<CostCause, string> = {
   refine: 'leave out refine, or ask for a smaller size',
   quality: 'leave out quality=high',
   format: 'use format=png or jpg rather than webp, and ask for an image rather than JSON',
+  semitransparency: 'leave out semitransparency=false, or ask for a smaller size',
+  // Only with crop is a shadow more than a few hundred KB: the room crop keeps for it.
+  shadow_type: 'leave out the shadow (shadow_type, add_shadow) or crop, or ask for a smaller size',
 };
 
 function mib(bytes: number): string {

@@ -2,7 +2,8 @@ import type { RemovalOptions } from '../request/options';
 import type { ImageHeader } from './decode';
 import type { EncodeOptions } from './encode';
 import type { LayoutOptions, Length } from './layout';
-import { processedSize } from './size';
+import { shadowReach, shadowWorkingBytes } from './shadow';
+import { processedSize, type Size } from './size';
 
 /**
  * What one removal may hold in memory at its peak, estimated from the image
@@ -34,7 +35,7 @@ export interface CostInputs {
 }
 
 /** The request parameters that the terms are charged to, so a refusal can say which one made it too large. */
-export type CostCause = 'image' | 'crop_margin' | 'scale' | 'bg_image' | 'refine' | 'quality' | 'format';
+export type CostCause = 'image' | 'crop_margin' | 'scale' | 'bg_image' | 'refine' | 'quality' | 'format' | 'semitransparency' | 'shadow_type';
 
 export interface CostEstimate {
   bytes: number;
@@ -66,14 +67,24 @@ function decodeBytes(header: ImageHeader, pixels: number): number {
   return header.bytes + turned + (header.hasAlpha ? pixels * 8 : pixels * 3);
 }
 
-/** The canvas `crop` makes around a subject that, at worst, fills the whole image. */
-function worstCanvas(width: number, height: number, layout: LayoutOptions, pixelScale: number): number {
-  if (!layout.crop) return width * height;
-  const along = (length: Length, side: number): number => (length.unit === '%' ? (length.value / 100) * side : length.value * pixelScale);
+/**
+ * The canvas `crop` makes around a subject that, at worst, fills the whole
+ * image; with `shadow`, each side at least as wide as the shadow's reach, as
+ * layout makes it.
+ */
+function worstCanvas(width: number, height: number, layout: LayoutOptions, pixelScale: number, shadow: boolean): Size {
+  if (!layout.crop) return { width, height };
+  const reach = shadow ? shadowReach({ width, height }) : { top: 0, right: 0, bottom: 0, left: 0 };
+  const along = (length: Length, side: number, least: number): number =>
+    Math.max(least, length.unit === '%' ? (length.value / 100) * side : length.value * pixelScale);
   const { top, right, bottom, left } = layout.cropMargin;
-  const canvasWidth = width + along(left, width) + along(right, width);
-  const canvasHeight = height + along(top, height) + along(bottom, height);
-  return Math.ceil(canvasWidth) * Math.ceil(canvasHeight);
+  const canvasWidth = width + along(left, width, reach.left) + along(right, width, reach.right);
+  const canvasHeight = height + along(top, height, reach.top) + along(bottom, height, reach.bottom);
+  return { width: Math.ceil(canvasWidth), height: Math.ceil(canvasHeight) };
+}
+
+function area(size: Size): number {
+  return size.width * size.height;
 }
 
 /**
@@ -90,16 +101,13 @@ function encodeBytes(encode: EncodeOptions, flattened: boolean, canvas: number):
   return canvas * 4 + working + canvas * 4;
 }
 
-export function estimateRemoval(inputs: CostInputs): CostEstimate {
-  const { image, background, options, model } = inputs;
-  const { width, height } = processedSize(image, options.maxPixels);
-  const pixels = width * height;
-  const square = model.inputSize * model.inputSize;
-  const pixelScale = width / image.width;
-  const worstCanvasPixels = worstCanvas(width, height, options.layout, pixelScale);
-  const canvas = Math.min(worstCanvasPixels, inputs.maxOutputPixels);
-  const moves = options.layout.crop || options.layout.scale !== null || options.layout.position !== null;
+/** The terms that grow with the canvas, for a canvas of `canvas` pixels. */
+type CanvasCause = 'image' | 'crop_margin' | 'scale' | 'bg_image' | 'format';
 
+function canvasTerms(inputs: CostInputs, pixels: number, canvas: number): Record<CanvasCause, number> {
+  const { image, background, options, model } = inputs;
+  const square = model.inputSize * model.inputSize;
+  const moves = options.layout.crop || options.layout.scale !== null || options.layout.position !== null;
   // Decoded pixels; the model's resized copy, input tensor and output map; the mask at full size.
   const modelBytes = square * (3 + 3 * FLOAT + FLOAT + 1);
   const imageBytes = decodeBytes(image, pixels) + (image.hasAlpha ? pixels * 3 : 0) + modelBytes + pixels * 2;
@@ -108,20 +116,46 @@ export function estimateRemoval(inputs: CostInputs): CostEstimate {
   const plainArea = Math.min(pixels, canvas);
   // A canvas of RGB and alpha, and (for scale) the subject cut out and resized into RGBA, then split.
   const layoutBytes = moves ? canvas * 4 + (options.layout.scale !== null ? pixels * 4 + canvas * 8 : 0) + png(canvas) - png(plainArea) : 0;
-  const byCause: Record<CostCause, number> = {
+  return {
     image: imageBytes + png(plainArea),
     crop_margin: options.layout.crop ? layoutBytes : 0,
     scale: options.layout.crop ? 0 : layoutBytes,
     bg_image: background ? decodeBytes(background, Math.min(background.width * background.height, pixels)) + canvas * 4 : 0,
+    // What the chosen format and a JSON answer's base64 (a string, then its serialised body) add over a plain PNG.
+    format: Math.max(0, encodeBytes(options.encode, options.backgroundColour !== null, canvas) - png(canvas)) + (inputs.json ? Math.ceil(((canvas * 4 * 4) / 3) * 2) : 0),
+  };
+}
+
+function total(terms: Readonly<Record<string, number>>): number {
+  return Object.values(terms).reduce((sum, value) => sum + value, 0);
+}
+
+export function estimateRemoval(inputs: CostInputs): CostEstimate {
+  const { image, options, model } = inputs;
+  const { width, height } = processedSize(image, options.maxPixels);
+  const pixels = width * height;
+  const square = model.inputSize * model.inputSize;
+  const pixelScale = width / image.width;
+  const shadow = options.shadow !== null;
+  const worst = worstCanvas(width, height, options.layout, pixelScale, shadow);
+  const worstCanvasPixels = area(worst);
+  const canvas = Math.min(worstCanvasPixels, inputs.maxOutputPixels);
+  // The canvas without the room crop keeps for a shadow: what is left of the estimate when the shadow is left out.
+  const shadowless = Math.min(area(worstCanvas(width, height, options.layout, pixelScale, false)), inputs.maxOutputPixels);
+  const terms = canvasTerms(inputs, pixels, shadowless);
+  const byCause: Record<CostCause, number> = {
+    ...terms,
     // The refined mask and the re-estimated colours at full size, and the guided filter's float planes on its coarse grid.
     refine: options.refine ? pixels * 4 + square * 12 * FLOAT : 0,
     // The mirrored input and output, and their average.
     quality: options.quality === 'high' ? square * 5 * FLOAT : 0,
-    // What the chosen format and a JSON answer's base64 (a string, then its serialised body) add over a plain PNG.
-    format: Math.max(0, encodeBytes(options.encode, options.backgroundColour !== null, canvas) - png(canvas)) + (inputs.json ? Math.ceil(((canvas * 4 * 4) / 3) * 2) : 0),
+    // hardenInterior's flags, a byte a pixel, and its two column counts.
+    semitransparency: options.semitransparency ? 0 : pixels + width * 2 * 4,
+    // The shadow is drawn into the laid-out buffers, so it costs its coarse grid, plus whatever a canvas grown for it costs more.
+    shadow_type: shadow ? shadowWorkingBytes(worst) + total(canvasTerms(inputs, pixels, canvas)) - total(terms) : 0,
   };
   for (const cause of Object.keys(byCause) as CostCause[]) byCause[cause] = Math.ceil(byCause[cause] * CALIBRATION);
-  const bytes = Object.values(byCause).reduce((sum, value) => sum + value, 0);
+  const bytes = total(byCause);
   return { bytes, byCause, width, height, worstCanvasPixels, canvasPixels: canvas };
 }
 

@@ -1,5 +1,6 @@
 import { ApiError } from '../errors';
 import { splitRgba } from './channels';
+import { shadowReach } from './shadow';
 import { sharp } from './sharp';
 import { describeSize, megapixels } from './size';
 import type { AlphaMask, Box, RgbImage } from './types';
@@ -40,6 +41,8 @@ export interface LayoutOptions {
   scale: number | null;
   /** null leaves the subject where it was. */
   position: Placement | null;
+  /** A drop shadow will be cast (shadow.ts): `crop` keeps room for it. */
+  shadow: boolean;
 }
 
 export interface LaidOut {
@@ -63,6 +66,7 @@ export const IDENTITY_LAYOUT: LayoutOptions = {
   cropMargin: { top: { value: 0, unit: 'px' }, right: { value: 0, unit: 'px' }, bottom: { value: 0, unit: 'px' }, left: { value: 0, unit: 'px' } },
   scale: null,
   position: null,
+  shadow: false,
 };
 
 export function foregroundBox(mask: AlphaMask): Box | null {
@@ -168,11 +172,17 @@ async function resizeSubject(source: Layer, box: Box, width: number, height: num
   return { width, height, ...splitRgba(resized, width * height) };
 }
 
-function croppedCanvas(box: Box, margin: Sides, pixelScale: number): Box {
-  const top = Math.round(toPixels(margin.top, box.height, pixelScale));
-  const bottom = Math.round(toPixels(margin.bottom, box.height, pixelScale));
-  const left = Math.round(toPixels(margin.left, box.width, pixelScale));
-  const right = Math.round(toPixels(margin.right, box.width, pixelScale));
+/**
+ * The subject's box and its margin; with a shadow, each side at least as far
+ * out as the shadow reaches, so that crop does not cut it off. A margin wider
+ * than the shadow is kept as asked.
+ */
+function croppedCanvas(box: Box, margin: Sides, pixelScale: number, shadow: boolean): Box {
+  const reach = shadow ? shadowReach(box) : { top: 0, right: 0, bottom: 0, left: 0 };
+  const top = Math.max(reach.top, Math.round(toPixels(margin.top, box.height, pixelScale)));
+  const bottom = Math.max(reach.bottom, Math.round(toPixels(margin.bottom, box.height, pixelScale)));
+  const left = Math.max(reach.left, Math.round(toPixels(margin.left, box.width, pixelScale)));
+  const right = Math.max(reach.right, Math.round(toPixels(margin.right, box.width, pixelScale)));
   return { left: box.left - left, top: box.top - top, width: box.width + left + right, height: box.height + top + bottom };
 }
 
@@ -191,10 +201,11 @@ export async function layout(image: RgbImage, mask: AlphaMask, options: LayoutOp
   }
 
   const source: Layer = { width: image.width, height: image.height, rgb: image.rgb, alpha: mask.alpha };
-  const canvasBox = options.crop ? croppedCanvas(box, options.cropMargin, pixelScale) : { left: 0, top: 0, width: image.width, height: image.height };
+  const canvasBox = options.crop ? croppedCanvas(box, options.cropMargin, pixelScale, options.shadow) : { left: 0, top: 0, width: image.width, height: image.height };
   if (canvasBox.width * canvasBox.height > maxCanvasPixels) {
     const size = describeSize(canvasBox.width, canvasBox.height);
-    throw new ApiError('image_too_large', `With this crop_margin the result would be ${size}; the output limit is ${megapixels(maxCanvasPixels)}: lower crop_margin or size.`);
+    const cause = options.shadow ? 'crop_margin and the room kept for the shadow' : 'crop_margin';
+    throw new ApiError('image_too_large', `With this ${cause} the result would be ${size}; the output limit is ${megapixels(maxCanvasPixels)}: lower crop_margin or size.`);
   }
   const canvas = emptyLayer(canvasBox.width, canvasBox.height);
 

@@ -10,12 +10,14 @@ import { checkEncodable, encode } from './encode';
 import { estimateForeground } from './foreground';
 import { infer, inferMirrored } from './infer';
 import { layout } from './layout';
+import { hardenInterior } from './maskCleanup';
 import { postprocess } from './postprocess';
 import { preprocess } from './preprocess';
 import { refineMask } from './refine';
+import { castShadow } from './shadow';
 import type { Box, DecodedImage, EncodedImage, RgbImage } from './types';
 
-export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'encode';
+export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'shadow' | 'encode';
 export type StageTimings = Partial<Record<Stage, number>>;
 
 /** The bytes of one request's images, and what to do with them. */
@@ -99,7 +101,16 @@ async function backdropFor(job: RemovalJob, background: DecodedImage | null, wid
 }
 
 /**
- * decode → preprocess → infer → postprocess → layout → encode. Both images
+ * The soft edge `semitransparency=false` keeps: two pixels of the model's
+ * map either side of the subject's outline, as the upscale spreads each of
+ * them over max(width, height) / inputSize image pixels.
+ */
+function edgeBand(width: number, height: number, inputSize: number): number {
+  return Math.max(1, Math.round((2 * Math.max(width, height)) / inputSize));
+}
+
+/**
+ * decode → preprocess → infer → postprocess → layout → shadow → encode. Both images
  * are decoded before the model is touched, so bad input is refused without
  * loading it.
  */
@@ -122,7 +133,10 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
     clock.timings.queue = performance.now() - queuedAt;
     return clock.time('infer', () => (options.quality === 'high' ? inferMirrored(model, input) : infer(model, input)));
   }, context.signal);
-  let mask = await clock.time('postprocess', () => postprocess(output, model.entry.postprocess, image, options.postProcess));
+  let mask = await clock.time('postprocess', async () => {
+    const fitted = await postprocess(output, model.entry.postprocess, image, options.postProcess);
+    return options.semitransparency ? fitted : hardenInterior(fitted, edgeBand(image.width, image.height, model.entry.inputSize));
+  });
   let colours: RgbImage = image;
   if (options.refine) {
     await clock.time('refine', () => {
@@ -131,7 +145,9 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
       return Promise.resolve();
     });
   }
-  const laidOut = await clock.time('layout', () => layout(colours, mask, options.layout, image.width / image.sourceWidth, plan.limits.maxOutputPixels));
+  let laidOut = await clock.time('layout', () => layout(colours, mask, options.layout, image.width / image.sourceWidth, plan.limits.maxOutputPixels));
+  const { shadow } = options;
+  if (shadow) laidOut = await clock.time('shadow', () => Promise.resolve(castShadow(laidOut, shadow)));
   const encoded = await clock.time('encode', async () =>
     encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
   );

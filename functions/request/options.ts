@@ -1,6 +1,7 @@
 import { ApiError } from '../errors';
 import type { EncodeOptions, RequestedFormat } from '../pipeline/encode';
 import type { LayoutOptions, Length, Placement, Roi, Sides } from '../pipeline/layout';
+import type { ShadowOptions } from '../pipeline/shadow';
 import type { Channels } from '../pipeline/types';
 import { parseColour, type Rgba } from './colour';
 
@@ -20,6 +21,10 @@ export interface RemovalOptions {
   layout: LayoutOptions;
   encode: EncodeOptions;
   backgroundColour: Rgba | null;
+  /** `semitransparency`: false makes the matte opaque or clear everywhere but a band along the subject's edge. */
+  semitransparency: boolean;
+  /** `shadow_type` (or `add_shadow`) with `shadow_opacity`; null for none, or an invisible one. */
+  shadow: ShadowOptions | null;
 }
 
 /** Where the images come from; read by request/sources.ts. */
@@ -41,12 +46,14 @@ export const OPTION_PARAMETERS = [
   'post_process',
   'refine',
   'quality',
+  'semitransparency',
+  'type_level',
+  'shadow_type',
+  'shadow_opacity',
+  'add_shadow',
 ] as const;
 
 export const KNOWN_PARAMETERS: ReadonlySet<string> = new Set([...IMAGE_PARAMETERS, ...BACKGROUND_IMAGE_PARAMETERS, ...OPTION_PARAMETERS]);
-
-/** remove.bg parameters this service does not implement; named so the caller learns why. */
-const UNSUPPORTED_PARAMETERS: ReadonlySet<string> = new Set(['type_level', 'add_shadow', 'semitransparency', 'shadow_type', 'shadow_opacity']);
 
 /** remove.bg's named sizes, in megapixels; `full` and `auto` keep the image's own resolution. */
 const NAMED_SIZES: Readonly<Record<string, number | null>> = {
@@ -64,15 +71,30 @@ const FORMATS: Readonly<Record<string, RequestedFormat>> = { auto: 'auto', png: 
 const CHANNELS: Readonly<Record<string, Channels>> = { rgba: 'rgba', alpha: 'alpha' };
 const QUALITIES: Readonly<Record<string, Quality>> = { fast: 'fast', high: 'high' };
 /**
+ * remove.bg's foreground classification levels. Which type was detected is
+ * not something these models say, so the level is accepted and changes
+ * nothing (X-Type names the model).
+ */
+const TYPE_LEVELS: Readonly<Record<string, true>> = { none: true, '1': true, '2': true, latest: true };
+/**
+ * remove.bg's shadow types: a car's contact shadow, a 3D product shadow and a
+ * drop shadow. This service draws one kind, a soft drop shadow from the matte
+ * (pipeline/shadow.ts), for each of them; `none` draws none. Looked up in
+ * lower case, so remove.bg's `3D` is `3d` here.
+ */
+const SHADOW_TYPES: Readonly<Record<string, boolean>> = { none: false, drop: true, car: true, '3d': true };
+/** remove.bg's shadow_opacity when none is given, in percent. */
+const DEFAULT_SHADOW_OPACITY = 50;
+/**
  * remove.bg's foreground hints. The models here are general-purpose, so the
  * hint is accepted and has no effect. `cutout` and `mask` are this service's
  * older names for `channels=rgba` and `channels=alpha`.
  */
-const FOREGROUND_TYPES = new Set(['auto', 'person', 'product', 'animal', 'car', 'transportation', 'graphic', 'graphics', 'other']);
+const FOREGROUND_TYPES = new Set(['auto', 'person', 'product', 'animal', 'car', 'car_interior', 'car_part', 'transportation', 'graphic', 'graphics', 'other']);
 const LEGACY_TYPES: Readonly<Record<string, Channels>> = { cutout: 'rgba', mask: 'alpha' };
 
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
-const FALSE_WORDS = new Set(['false', '0', 'no', 'off', '']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
 
 /** remove.bg caps each side's crop margin at 50% of the subject or 500 px. */
 export const MAX_MARGIN_PERCENT = 50;
@@ -128,9 +150,6 @@ function lookUp<T>(table: Readonly<Record<string, T>>, word: string): T | undefi
 /** Typos would otherwise be silently ignored and the caller would wonder why nothing changed. */
 export function checkParameterNames(names: Iterable<string>): void {
   for (const name of names) {
-    if (UNSUPPORTED_PARAMETERS.has(name)) {
-      throw new ApiError('invalid_parameter', `The remove.bg parameter ${name} is not supported by this service.`);
-    }
     if (!KNOWN_PARAMETERS.has(name)) {
       throw new ApiError('invalid_parameter', `Unknown parameter ${JSON.stringify(name)}; known parameters: ${[...KNOWN_PARAMETERS].join(', ')}.`);
     }
@@ -144,8 +163,10 @@ function choice<T>(parameters: Parameters, name: string, table: Readonly<Record<
   return chosen;
 }
 
-function flag(parameters: Parameters, name: string): boolean {
+/** A boolean; absent or empty is `fallback`. */
+function flag(parameters: Parameters, name: string, fallback = false): boolean {
   const value = parameters[name]?.trim().toLowerCase() ?? '';
+  if (value === '') return fallback;
   if (TRUE_WORDS.has(value)) return true;
   if (FALSE_WORDS.has(value)) return false;
   throw invalidParameter(name, value, 'true or false');
@@ -246,10 +267,35 @@ function parseBackgroundColour(value: string | undefined): Rgba | null {
   return colour;
 }
 
+/** An integer percentage, 0 to 100; absent or empty is `fallback`. */
+function percent(parameters: Parameters, name: string, fallback: number): number {
+  const value = parameters[name]?.trim() ?? '';
+  if (value === '') return fallback;
+  const number = /^\d{1,3}$/.test(value) ? Number(value) : NaN;
+  if (!(number <= 100)) throw invalidParameter(name, value, 'a whole number from 0 to 100');
+  return number;
+}
+
+/**
+ * `shadow_type` when given, else `add_shadow`, the boolean remove.bg had
+ * before it (deprecated there, still sent by older clients). All three are
+ * checked either way, so a bad `add_shadow` beside a `shadow_type` is still
+ * refused. An opacity of 0 is no shadow at all: nothing to draw, and no room
+ * for crop to keep.
+ */
+function parseShadow(parameters: Parameters): ShadowOptions | null {
+  const added = flag(parameters, 'add_shadow');
+  const drawn = parameters.shadow_type?.trim() ? choice(parameters, 'shadow_type', SHADOW_TYPES, 'none') : added;
+  const opacity = percent(parameters, 'shadow_opacity', DEFAULT_SHADOW_OPACITY);
+  return drawn && opacity > 0 ? { opacity: opacity / 100 } : null;
+}
+
 /** Validates every option, so a bad one is refused before any image is decoded or fetched. */
 export function parseRemovalOptions(parameters: Parameters): RemovalOptions {
   const scale = parseScale(parameters.scale);
   const model = parameters.model?.trim();
+  choice(parameters, 'type_level', TYPE_LEVELS, 'none');
+  const shadow = parseShadow(parameters);
   return {
     model: model === '' ? undefined : model,
     maxPixels: parseSize(parameters.size),
@@ -262,11 +308,14 @@ export function parseRemovalOptions(parameters: Parameters): RemovalOptions {
       cropMargin: parseMargin(parameters.crop_margin),
       scale,
       position: parsePosition(parameters.position, scale !== null),
+      shadow: shadow !== null,
     },
     encode: {
       format: choice(parameters, 'format', FORMATS, 'auto'),
       channels: parseChannels(parameters),
     },
     backgroundColour: parseBackgroundColour(parameters.bg_color),
+    semitransparency: flag(parameters, 'semitransparency', true),
+    shadow,
   };
 }
