@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
-import { type FetchResult, fetchModels, isModelPresent } from '../../../scripts/fetch-model';
 import { findModel, type ModelEntry, modelFilePath, modelNames, registry } from '../../model/registry';
+import { type FetchResult, fetchModels, isModelPresent } from '../../model/weights';
 import { EXIT, loadConfigWith, parseCommandLine, UsageError } from '../args';
 import { DownloadReporter, formatBytes } from '../progress';
 import type { Command } from './command';

