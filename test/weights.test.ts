@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import * as tar from 'tar';
 import { type Checksum, DEFAULT_MODELS_DIR, findModel, type ModelEntry, type ModelSource, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
 import { convertToFp32 } from '../functions/model/convertFp32';
-import { fetchModels, npmTarballUrl } from '../functions/model/weights';
+import { checkWeights, fetchModels, npmTarballUrl } from '../functions/model/weights';
 import { listen, type RunningServer } from './support/servers';
 
 const weights = randomBytes(300_000);
@@ -164,6 +164,25 @@ test('a corrupt file already in place is replaced', async () => {
   const [result] = await fetchModels([entryWith([urlSource('/weights.onnx')])], { modelsDir });
   assert.equal(result?.status, 'downloaded');
   assert.deepEqual(await readFile(path.join(modelsDir, 'test-model.onnx')), weights);
+});
+
+test('checkWeights: size trusts a file of the registry size, hash checks its checksum too', async () => {
+  const sized: ModelEntry = { ...entryWith([urlSource('/weights.onnx')]), bytes: weights.length };
+  const file = path.join(modelsDir, 'test-model.onnx');
+  const both = async (entry: ModelEntry): Promise<[string, string]> => [checkWeights(entry, modelsDir, 'size'), await checkWeights(entry, modelsDir, 'hash')];
+  assert.deepEqual(await both(sized), ['missing', 'missing']);
+  await writeFile(file, weights.subarray(1));
+  assert.deepEqual(await both(sized), ['mismatch', 'mismatch'], 'another size');
+  const flipped = Buffer.from(weights);
+  flipped[0]! ^= 1;
+  await writeFile(file, flipped);
+  assert.deepEqual(await both(sized), ['present', 'mismatch'], 'the right size, other bytes');
+  assert.deepEqual(await both({ ...sized, bytes: null }), ['present', 'mismatch'], 'no size in the registry');
+  await writeFile(file, weights);
+  assert.deepEqual(await both(sized), ['present', 'present']);
+  await rm(file);
+  await mkdir(file);
+  assert.deepEqual(await both({ ...sized, bytes: null }), ['mismatch', 'mismatch'], 'a directory under the name');
 });
 
 const npmSource = (integrity: string, resource = '/models/tiny'): ModelSource => ({ kind: 'npm-tarball', package: '@fake/models', version: '1.0.0', integrity, resource });
