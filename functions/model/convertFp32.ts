@@ -86,6 +86,7 @@ export function convertToFp32(model: Uint8Array): { bytes: Uint8Array; counts: C
   if (!decoded.graph) throw new Error('the model has no graph');
   const counts: ConversionCounts = { tensors: 0, values: 0, casts: 0, declaredTypes: 0 };
   widenGraph(decoded.graph, counts);
+  // Its old file name, kept: these bytes are in the output, whose sha256 the registry pins.
   decoded.producerName = `${decoded.producerName} + detourage convert-fp32`;
   return { bytes: onnx.ModelProto.encode(decoded).finish(), counts };
 }
