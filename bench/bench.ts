@@ -9,11 +9,11 @@
  * the per-stage split from Server-Timing, response sizes per format, and peak
  * RSS. Prints a table per model and, last, one JSON line with every figure.
  */
-import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../functions/config';
-import { findModel, modelFilePath, registry } from '../functions/model/registry';
+import { findModel, registry } from '../functions/model/registry';
+import { checkWeights } from '../functions/model/weights';
 import { type BenchImage, benchImages } from './images';
 import { type FloorResult, measureFloor } from './floor';
 import { DEPLOYED_ENV, removal, type RemovalSample, type ServerProcess, spawnServer, waitForHealth, warmup } from './server-process';
@@ -331,7 +331,7 @@ function defaultModels(): string[] {
   const config = loadConfig({ ...process.env, MODEL: undefined });
   const npmModels = registry.models.filter((entry) => entry.sources.some((source) => source.kind === 'npm-tarball'));
   const names = [registry.default, ...npmModels.map((entry) => entry.name).filter((name) => name !== registry.default)];
-  return names.filter((name) => existsSync(modelFilePath(config.modelsDir, findModel(name)!)));
+  return names.filter((name) => checkWeights(findModel(name)!, config.modelsDir, 'size') === 'present');
 }
 
 async function main(): Promise<void> {

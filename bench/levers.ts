@@ -8,13 +8,14 @@
  * Prints a table per lever and writes every figure to bench/.results/.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { InferenceSession } from 'onnxruntime-node';
 import type { Sharp } from 'sharp';
 import { loadConfig } from '../functions/config';
 import { DEFAULT_MODELS_DIR, findModel, type ModelEntry, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
+import { checkWeights } from '../functions/model/weights';
 import { decodeImage } from '../functions/pipeline/decode';
 import { encode } from '../functions/pipeline/encode';
 import { normaliseToBytes, postprocess } from '../functions/pipeline/postprocess';
@@ -41,7 +42,7 @@ const entryOf = (model: string): ModelEntry => findModel(model)!;
 /** The fp32 rewrite of isnet-fp16 is the registry's isnet-fp32, made by the fetcher. */
 function fp32ModelFile(): string {
   const file = modelFilePath(DEFAULT_MODELS_DIR, entryOf('isnet-fp32'));
-  if (!existsSync(file)) throw new Error(`${file} is missing: npm run models:fetch -- isnet-fp32`);
+  if (checkWeights(entryOf('isnet-fp32'), DEFAULT_MODELS_DIR, 'size') !== 'present') throw new Error(`${file} is missing: npm run models:fetch -- isnet-fp32`);
   return file;
 }
 

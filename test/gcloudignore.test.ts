@@ -50,7 +50,7 @@ function uploadList(root: string): string[] {
 const uploaded = uploadList(PROJECT_ROOT);
 
 test('the upload holds the build step, its inputs and every function source', () => {
-  for (const file of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'functions/index.ts', 'scripts/fetch-model.ts', 'scripts/convert-fp32.ts', 'models/registry.json']) {
+  for (const file of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'functions/index.ts', 'bin/detourage', 'functions/model/weights.ts', 'functions/model/convertFp32.ts', 'models/registry.json']) {
     assert.ok(uploaded.includes(file), `${file} is uploaded`);
   }
   const manifest = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
@@ -58,7 +58,7 @@ test('the upload holds the build step, its inputs and every function source', ()
     scripts: Record<string, string>;
   };
   assert.match(manifest.scripts['gcp-build'] ?? '', /npm run build && npm run models:fetch/);
-  assert.match(manifest.scripts['models:fetch'] ?? '', /dist\/scripts\/fetch-model\.js/);
+  assert.match(manifest.scripts['models:fetch'] ?? '', /bin\/detourage models fetch/);
   assert.equal(manifest.main, 'dist/functions/index.js');
   const sources = filesUnder(path.join(PROJECT_ROOT, 'functions')).map((file) => `functions/${file}`);
   assert.deepEqual(
@@ -87,6 +87,7 @@ test('the upload leaves out dependencies, build output, weights, tests, fixtures
     ['benchmarks', (file) => file.startsWith('bench/')],
     ['docs', (file) => file.startsWith('docs/') || file.endsWith('.md')],
     ['deploy scripts', (file) => file.endsWith('.sh')],
+    ['scripts/', (file) => file.startsWith('scripts/')],
   ];
   for (const [what, matches] of forbidden) {
     assert.deepEqual(uploaded.filter(matches), [], `no ${what} in the upload`);

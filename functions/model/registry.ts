@@ -17,7 +17,7 @@ export interface UrlSource {
   url: string;
 }
 
-/** How a derived model's weights are made from its base's; see scripts/convert-fp32.ts. */
+/** How a derived model's weights are made from its base's; see convertFp32.ts. */
 export type ModelTransform = 'fp16-to-fp32';
 export const MODEL_TRANSFORMS: readonly ModelTransform[] = ['fp16-to-fp32'];
 

@@ -1,17 +1,10 @@
-import { existsSync } from 'node:fs';
 import type { Config } from '../config';
-import { ApiError, modelUnavailable } from '../errors';
-import { findModel, type ModelEntry, modelFilePath } from './registry';
+import { ApiError } from '../errors';
+import { findModel, type ModelEntry } from './registry';
+import { checkWeights, weightsMissing } from './weights';
 
 /** The part of the configuration that decides which models a request may use. */
 export type ModelSelection = Pick<Config, 'model' | 'allowedModels'>;
-
-export function weightsMissing(entry: ModelEntry, cause?: unknown): ApiError {
-  return modelUnavailable(
-    `The weights of model ${entry.name} are missing from the models directory. Fetch them with: npx detourage models fetch ${entry.name}`,
-    cause,
-  );
-}
 
 /**
  * The registry entry of an allowed model; no name means the configured one.
@@ -37,7 +30,9 @@ export function allowedModel(selection: ModelSelection, requested: string | unde
  */
 export function resolveModel(config: ModelSelection & Pick<Config, 'modelsDir'>, requested: string | undefined): ModelEntry {
   const entry = allowedModel(config, requested);
-  // Checked before any decoding or loading, so that the caller learns at once what to fetch.
-  if (!existsSync(modelFilePath(config.modelsDir, entry))) throw weightsMissing(entry);
+  // Checked before any decoding or loading, so that the caller learns at once what to fetch. A file
+  // that is there but wrong goes on to loadModel, which refuses it as corrupt, as it refuses any
+  // file onnxruntime cannot load.
+  if (checkWeights(entry, config.modelsDir, 'size') === 'missing') throw weightsMissing(entry);
   return entry;
 }

@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
@@ -6,7 +5,7 @@ import { modelUnavailable } from '../errors';
 import type { ModelInput, ModelOutput } from '../pipeline/types';
 import type { RunRequest, WorkerMessage, WorkerStartup } from './protocol';
 import { type ModelEntry, modelFilePath } from './registry';
-import { weightsMissing } from './selection';
+import { checkWeights, weightsCorrupt, weightsMissing } from './weights';
 
 export interface LoadedModel {
   entry: ModelEntry;
@@ -117,18 +116,14 @@ function startWorker(startup: WorkerStartup): Promise<{ worker: Worker; failure:
 
 export async function loadModel(entry: ModelEntry, settings: SessionSettings): Promise<LoadedModel> {
   const file = modelFilePath(settings.modelsDir, entry);
-  try {
-    await fs.access(file);
-  } catch (error) {
-    throw weightsMissing(entry, error);
-  }
+  const weights = checkWeights(entry, settings.modelsDir, 'size');
+  if (weights === 'missing') throw weightsMissing(entry, new Error(`no file ${file}`));
+  // A file of the wrong size cannot be the registry's weights: refused without starting a worker to find out.
+  if (weights === 'mismatch') throw weightsCorrupt(entry, new Error(`${file} is not a regular file${entry.bytes === null ? '' : ` of ${entry.bytes} bytes`}`));
   const { worker, failure } = await startWorker({ file, options: sessionOptions(settings), input: entry.input, output: entry.output });
   if (failure !== null) {
     await worker.terminate();
-    throw modelUnavailable(
-      `The weights of model ${entry.name} could not be loaded: the file is corrupt or incomplete. Fetch them again with: npx detourage models fetch ${entry.name}`,
-      new Error(failure),
-    );
+    throw weightsCorrupt(entry, new Error(failure));
   }
   worker.unref();
   return new WorkerModel(entry, worker);

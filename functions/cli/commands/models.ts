@@ -1,6 +1,5 @@
-import fs from 'node:fs/promises';
-import { type FetchResult, fetchModels, isModelPresent } from '../../../scripts/fetch-model';
-import { findModel, type ModelEntry, modelFilePath, modelNames, registry } from '../../model/registry';
+import { findModel, modelNames, registry } from '../../model/registry';
+import { checkWeights, type FetchResult, fetchModels, type WeightsCheck } from '../../model/weights';
 import { EXIT, loadConfigWith, parseCommandLine, UsageError } from '../args';
 import { DownloadReporter, formatBytes } from '../progress';
 import type { Command } from './command';
@@ -21,17 +20,8 @@ Options:
   --json        list: print JSON instead of a table
   -h, --help    show this help`;
 
-type Availability = 'yes' | 'no' | 'corrupt';
-
-async function availability(entry: ModelEntry, modelsDir: string): Promise<Availability> {
-  if (await isModelPresent(entry, modelsDir)) return 'yes';
-  try {
-    await fs.access(modelFilePath(modelsDir, entry));
-    return 'corrupt';
-  } catch {
-    return 'no';
-  }
-}
+/** The `downloaded` column: the weights verified by their checksum, absent, or there but not them. */
+const AVAILABILITY: Readonly<Record<WeightsCheck, 'yes' | 'no' | 'corrupt'>> = { present: 'yes', missing: 'no', mismatch: 'corrupt' };
 
 function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
@@ -59,7 +49,7 @@ async function list(argv: string[]): Promise<number> {
       inputSize: entry.inputSize,
       bytes: entry.bytes,
       sources: [...new Set(entry.sources.map((source) => source.kind))],
-      downloaded: await availability(entry, config.modelsDir),
+      downloaded: AVAILABILITY[await checkWeights(entry, config.modelsDir, 'hash')],
     })),
   );
   if (values.json) {

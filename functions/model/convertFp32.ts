@@ -1,7 +1,8 @@
 /**
  * The `fp16-to-fp32` transform of the registry: rewrites an fp16 ONNX model as
- * fp32. The fetcher runs it (scripts/fetch-model.ts), also in `gcp-build`, so
- * onnx-proto is a production dependency.
+ * fp32. The fetch (weights.ts) runs it, also in `gcp-build`, so onnx-proto is a
+ * production dependency. A module of its own only so that weights.ts can load
+ * it, and onnx-proto with it, when a fetch derives a model, never in the server.
  *
  * The fp16 IS-Net was made with its inputs and outputs kept fp32 and Casts at
  * the edges; onnxruntime's x86 CPU provider has few fp16 kernels, so it
@@ -85,6 +86,7 @@ export function convertToFp32(model: Uint8Array): { bytes: Uint8Array; counts: C
   if (!decoded.graph) throw new Error('the model has no graph');
   const counts: ConversionCounts = { tensors: 0, values: 0, casts: 0, declaredTypes: 0 };
   widenGraph(decoded.graph, counts);
+  // Its old file name, kept: these bytes are in the output, whose sha256 the registry pins.
   decoded.producerName = `${decoded.producerName} + detourage convert-fp32`;
   return { bytes: onnx.ModelProto.encode(decoded).finish(), counts };
 }

