@@ -47,7 +47,8 @@ interface CallerCheck {
   challenge?: string;
   /** Checks of a bearer token: one of them must claim a token that is sent, or it is refused. */
   bearer?: true;
-  /** How a 403 from this check reads to remove.bg's clients. */
+  /** What a 403 from this check says, and how it reads to remove.bg's clients. */
+  refusal: string;
   removeBgTitle: string;
 }
 
@@ -72,12 +73,18 @@ type CheckFactories = Record<AuthMode, (config: Config, now: () => number) => Ca
 const CHECKS: CheckFactories = {
   // A request that reaches the code has passed Cloud Run's IAM check: only a
   // deployment without --allow-unauthenticated may use this mode (scripts/deploy.sh enforces it).
-  iam: () => ({ check: () => ({ result: 'passed' }), wants: "a Google identity token Cloud Run's IAM accepts", removeBgTitle: 'Forbidden' }),
+  iam: () => ({
+    check: () => ({ result: 'passed' }),
+    wants: "a Google identity token Cloud Run's IAM accepts",
+    refusal: 'Cloud Run refused the identity token.',
+    removeBgTitle: 'Forbidden',
+  }),
   'api-key': (config) => {
     const match = apiKeyMatcher(config.apiKeys);
     return {
       wants: `an API key in the ${API_KEY_HEADER} header`,
       challenge: `ApiKey realm="detourage", header="${API_KEY_HEADER}"`,
+      refusal: `The ${API_KEY_HEADER} header holds no valid key.`,
       removeBgTitle: 'API Key invalid',
       check: ({ apiKey }) => {
         if (apiKey === undefined) return { result: 'absent' };
@@ -94,6 +101,7 @@ const CHECKS: CheckFactories = {
       wants: 'a Firebase ID token in Authorization: Bearer',
       challenge: BEARER_CHALLENGE,
       bearer: true,
+      refusal: 'The Authorization header holds no valid Firebase ID token of this project.',
       removeBgTitle: 'ID token invalid',
       check: ({ bearer }) =>
         // A token of another issuer is another check's to judge; its keys are not fetched for nothing.
@@ -106,6 +114,7 @@ const CHECKS: CheckFactories = {
     const verifier = verifierFor('app-check', config.firebaseProjectId ?? '', config, now);
     return {
       wants: `an App Check token in the ${APP_CHECK_HEADER} header`,
+      refusal: `The ${APP_CHECK_HEADER} header holds no valid App Check token of this project.`,
       removeBgTitle: 'App Check token invalid',
       check: ({ appCheck }) => (appCheck === undefined ? { result: 'absent' } : tokenOutcome(appCheck, verifier, (claims) => `app-check:${String(claims.sub)}`)),
     };
@@ -125,6 +134,7 @@ function schedulerCheck(config: Config, now: () => number): CallerCheck {
     wants: 'a Google OIDC token of a warmup service account',
     challenge: BEARER_CHALLENGE,
     bearer: true,
+    refusal: 'The Authorization header holds no valid token of a warmup service account for this function.',
     removeBgTitle: 'Token invalid',
     check: async ({ bearer, warmup, host }) => {
       if (bearer === undefined || bearer.issuer === undefined || !issuers.includes(bearer.issuer)) return { result: 'absent' };
@@ -165,7 +175,7 @@ function unauthenticated(checks: readonly CallerCheck[]): ApiError {
 
 function forbidden(rejected: readonly { check: CallerCheck; reason: string }[]): ApiError {
   const bearer = rejected.some(({ check }) => check.bearer === true);
-  return new ApiError('forbidden', `The credentials sent are not valid here: ${rejected.map(({ check }) => check.wants).join('; ')} was expected.`, {
+  return new ApiError('forbidden', [...new Set(rejected.map(({ check }) => check.refusal))].join(' '), {
     // RFC 6750: a bearer token that was refused is named in the challenge.
     headers: bearer ? { 'WWW-Authenticate': `${BEARER_CHALLENGE}, error="invalid_token"` } : {},
     // Why, for the on-call engineer: which claim or key, never the credential itself.
