@@ -14,7 +14,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../functions/config';
-import { findModel, type ModelEntry, PROJECT_ROOT } from '../functions/model/registry';
+import { findModel, type ModelEntry } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { averageMirrored, mirrorInput } from '../functions/pipeline/augment';
 import { decodeImage } from '../functions/pipeline/decode';
 import { encode } from '../functions/pipeline/encode';

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { test } from 'node:test';
 import ignore from 'ignore';
-import { findModel, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
+import { findModel, modelFilePath } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 
 /** .gcloudignore with its `#!include:FILE` lines replaced by that file's patterns, as gcloud reads it. */
 function gcloudignorePatterns(root: string): string {
