@@ -9,9 +9,9 @@ import * as ort from 'onnxruntime-node';
 import { loadConfig } from '../functions/config';
 import { decodeImage } from '../functions/pipeline/decode';
 import { preprocess } from '../functions/pipeline/preprocess';
-import type { ModelInput } from '../functions/pipeline/types';
 import { findModel, type ModelEntry, modelFilePath } from '../functions/model/registry';
 import { type SessionSettings, sessionOptions } from '../functions/model/session';
+import type { ModelInput } from '../functions/model/tensors';
 import { fixture } from '../test/support/images';
 import { median, peakRssMiB, round } from './stats';
 

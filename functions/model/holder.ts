@@ -1,9 +1,9 @@
 import type { Logger } from '../log';
-import type { ModelInput, ModelOutput } from '../pipeline/types';
 import { Gate } from './gate';
 import type { ModelEntry } from './registry';
 import { allowedModel } from './selection';
 import type { LoadedModel, SessionSettings } from './session';
+import type { ModelInput, ModelOutput } from './tensors';
 
 export type ModelLoader = (entry: ModelEntry, settings: SessionSettings) => Promise<LoadedModel>;
 

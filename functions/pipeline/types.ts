@@ -18,18 +18,6 @@ export interface DecodedImage extends RgbImage {
   format: string;
 }
 
-/** The model's input tensor data: float32 CHW for one square RGB image. */
-export interface ModelInput {
-  size: number;
-  data: Float32Array;
-}
-
-/** The model's raw output map, size * size floats. */
-export interface ModelOutput {
-  size: number;
-  data: Float32Array;
-}
-
 /** Foreground opacity, one byte per pixel. */
 export interface AlphaMask {
   width: number;
