@@ -1,6 +1,5 @@
 import { ApiError } from '../errors';
 import type { ModelHolder } from '../model/holder';
-import type { RemovalOptions } from '../request/options';
 import { colourBackdrop, imageBackdrop } from './background';
 import type { Backdrop } from './composite';
 import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
@@ -11,6 +10,7 @@ import { estimateForeground } from './foreground';
 import { infer, inferMirrored } from './infer';
 import { layout } from './layout';
 import { hardenInterior } from './maskCleanup';
+import type { RemovalOptions } from './options';
 import { postprocess } from './postprocess';
 import { preprocess } from './preprocess';
 import { refineMask } from './refine';

@@ -25,6 +25,9 @@ export interface AlphaMask {
   alpha: Buffer;
 }
 
+/** A colour with straight alpha, each channel 0–255: `bg_color`'s backdrop. */
+export type Rgba = readonly [number, number, number, number];
+
 export type OutputFormat = 'png' | 'webp' | 'jpeg' | 'zip';
 /** rgba: the cutout; alpha: the mask alone, as a grayscale image. */
 export type Channels = 'rgba' | 'alpha';
