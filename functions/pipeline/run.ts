@@ -110,8 +110,9 @@ function edgeBand(width: number, height: number, inputSize: number): number {
 }
 
 /**
- * decode → preprocess → infer → postprocess → layout → shadow → encode. Both images
- * are decoded before the model is touched, so bad input is refused without
+ * decode → load → preprocess → queue → infer → postprocess → refine → layout →
+ * shadow → encode, refine and shadow only when asked for. Both images are
+ * decoded before the model is touched, so bad input is refused without
  * loading it.
  */
 export async function removeBackground(plan: RemovalPlan, context: RemovalContext): Promise<RemovalResult> {
