@@ -77,7 +77,7 @@ function filesUnder(folder: string): string[] {
     .map((entry) => path.relative(folder, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
 }
 
-test('the upload leaves out dependencies, build output, weights, tests, fixtures, benchmarks and docs', () => {
+test('the upload leaves out dependencies, build output, weights, tests, fixtures, benchmarks, tools and docs', () => {
   const forbidden: [string, (file: string) => boolean][] = [
     ['node_modules', (file) => file.split('/').includes('node_modules')],
     ['dist/', (file) => file.startsWith('dist/')],
@@ -85,7 +85,7 @@ test('the upload leaves out dependencies, build output, weights, tests, fixtures
     ['weights', (file) => file.endsWith('.onnx')],
     ['tests', (file) => file.startsWith('test/') || file.includes('.test.')],
     ['fixtures', (file) => file.split('/').includes('fixtures')],
-    ['benchmarks', (file) => file.startsWith('bench/')],
+    ['benchmarks or tools', (file) => file.startsWith('bench/') || file.startsWith('tools/')],
     ['docs', (file) => file.startsWith('docs/') || file.endsWith('.md')],
     ['deploy scripts', (file) => file.endsWith('.sh')],
     ['scripts/', (file) => file.startsWith('scripts/')],
