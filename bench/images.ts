@@ -18,7 +18,7 @@ export interface BenchImage {
   contentType: string;
 }
 
-export const FIXTURE_NAMES = ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'] as const;
+const FIXTURE_NAMES = ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'] as const;
 
 export const GENERATED_SIZES = [
   { name: 'photo-0.3mp', width: 640, height: 480 },
