@@ -17,6 +17,7 @@ import { test } from 'node:test';
 import ignore from 'ignore';
 import { findModel, modelFilePath } from '../functions/model/registry';
 import { PROJECT_ROOT } from '../functions/paths';
+import { projectFiles } from './support/files';
 
 /** .gcloudignore with its `#!include:FILE` lines replaced by that file's patterns, as gcloud reads it. */
 function gcloudignorePatterns(root: string): string {
@@ -61,21 +62,13 @@ test('the upload holds the build step, its inputs and every function source', ()
   assert.match(manifest.scripts['gcp-build'] ?? '', /npm run build && npm run models:fetch/);
   assert.match(manifest.scripts['models:fetch'] ?? '', /bin\/detourage models fetch/);
   assert.equal(manifest.main, 'dist/functions/index.js');
-  const sources = filesUnder(path.join(PROJECT_ROOT, 'functions')).map((file) => `functions/${file}`);
+  const sources = projectFiles('functions');
   assert.deepEqual(
     sources.filter((file) => !uploaded.includes(file)),
     [],
     'every file under functions/ is uploaded',
   );
 });
-
-/** Every file under a folder, for comparison with the upload. */
-function filesUnder(folder: string): string[] {
-  return fs
-    .readdirSync(folder, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.relative(folder, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
-}
 
 test('the upload leaves out dependencies, build output, weights, tests, fixtures, benchmarks, tools and docs', () => {
   const forbidden: [string, (file: string) => boolean][] = [

@@ -33,6 +33,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { PROJECT_ROOT } from '../functions/paths';
+import { projectFiles } from './support/files';
 
 interface Layer {
   name: string;
@@ -60,9 +61,7 @@ const LAYERS: Readonly<Record<string, Layer>> = {
 const NOT_CODE = new Set(['demo']);
 
 function sourcesUnder(folder: string): string[] {
-  return readdirSync(path.join(PROJECT_ROOT, folder), { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile() && entry.name.endsWith('.ts'))
-    .map((entry) => path.relative(PROJECT_ROOT, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
+  return projectFiles(folder).filter((file) => file.endsWith('.ts'));
 }
 
 const IMPORT_PATTERNS = [
