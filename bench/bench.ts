@@ -63,7 +63,7 @@ interface ColdStart {
   firstInferMs: number[];
 }
 
-export interface MemoryResult {
+interface MemoryResult {
   loadPeakMiB: number;
   residentAfterWarmupMiB: number;
   sequential12mpPeakMiB: number;
@@ -154,14 +154,8 @@ async function formatSizes(server: ServerProcess, image: BenchImage, reps: numbe
  * high-water mark) while serving 12 MP images one at a time, then with
  * several in flight at once.
  */
-export async function memory(
-  model: string,
-  image: BenchImage,
-  sequential: number,
-  env: Record<string, string> = {},
-  nodeArgs: readonly string[] = [],
-): Promise<MemoryResult> {
-  const server = await spawnServer({ ...env, MODEL: model }, nodeArgs);
+async function memory(model: string, image: BenchImage, sequential: number, env: Record<string, string> = {}): Promise<MemoryResult> {
+  const server = await spawnServer({ ...env, MODEL: model });
   try {
     await waitForHealth(server);
     const warm = await warmup(server);
@@ -365,9 +359,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-if (require.main === module) {
-  main().catch((error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  });
-}
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

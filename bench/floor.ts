@@ -9,9 +9,9 @@ import * as ort from 'onnxruntime-node';
 import { loadConfig } from '../functions/config';
 import { decodeImage } from '../functions/pipeline/decode';
 import { preprocess } from '../functions/pipeline/preprocess';
-import type { ModelInput } from '../functions/pipeline/types';
 import { findModel, type ModelEntry, modelFilePath } from '../functions/model/registry';
 import { type SessionSettings, sessionOptions } from '../functions/model/session';
+import type { ModelInput } from '../functions/model/tensors';
 import { fixture } from '../test/support/images';
 import { median, peakRssMiB, round } from './stats';
 
@@ -26,7 +26,7 @@ export interface FloorResult {
 }
 
 /** A real photo through the real decode and preprocess, so the tensor is what the service feeds the model. */
-export async function modelInput(entry: ModelEntry, image = fixture('anime-girl-1.jpg')): Promise<ModelInput> {
+async function modelInput(entry: ModelEntry, image = fixture('anime-girl-1.jpg')): Promise<ModelInput> {
   return preprocess(await decodeImage(image, { maxInputPixels: Number.MAX_SAFE_INTEGER }), entry);
 }
 
@@ -66,7 +66,7 @@ export async function runOnce(model: BenchSession, tensor: ort.Tensor): Promise<
 }
 
 /** Times `iterations` runs after one untimed first run. */
-export async function timeRuns(model: BenchSession, tensor: ort.Tensor, iterations: number): Promise<{ firstRunMs: number; samplesMs: number[] }> {
+async function timeRuns(model: BenchSession, tensor: ort.Tensor, iterations: number): Promise<{ firstRunMs: number; samplesMs: number[] }> {
   const run = async (): Promise<number> => {
     const started = performance.now();
     await runOnce(model, tensor);

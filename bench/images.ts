@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { fixture } from '../test/support/images';
 import { seededRandom } from '../test/support/random';
 
@@ -18,7 +18,7 @@ export interface BenchImage {
   contentType: string;
 }
 
-export const FIXTURE_NAMES = ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'] as const;
+const FIXTURE_NAMES = ['anime-girl-1.jpg', 'car-1.jpg', 'cloth-1.jpg', 'plants-1.jpg'] as const;
 
 export const GENERATED_SIZES = [
   { name: 'photo-0.3mp', width: 640, height: 480 },

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { bodyBytes, postImage } from '../test/support/http';
 import type { BenchImage } from './images';
 import { parseServerTiming } from './stats';
@@ -33,17 +33,14 @@ export function freeLoopbackPort(): Promise<number> {
 
 const STOP_GRACE_MS = 5_000;
 
-/**
- * Spawns the compiled local server; `env` adds to (or overrides) this
- * process's environment, `nodeArgs` go before the script (e.g. `-r` a preload).
- */
 /** What scripts/deploy.sh sets for the functions' runtime, so the bench's memory is the deployed one. */
 export const DEPLOYED_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
-export async function spawnServer(env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<ServerProcess> {
+/** Spawns the compiled local server; `env` adds to (or overrides) this process's environment. */
+export async function spawnServer(env: Record<string, string>): Promise<ServerProcess> {
   const port = await freeLoopbackPort();
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...nodeArgs, path.join(PROJECT_ROOT, 'dist', 'functions', 'server.js')], {
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'functions', 'server.js')], {
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -12,7 +12,7 @@ import { createWarmups, WARMUP_METHODS, warmupHandler } from './handlers/warmup'
 import { type HttpHandler, type HttpRequest, withRequestLog } from './http';
 import { Logger } from './log';
 import { ModelHolder, type ModelLoader } from './model/holder';
-import { PROJECT_ROOT } from './model/registry';
+import { PROJECT_ROOT } from './paths';
 
 export interface Detourage {
   config: Config;

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log';
-import { DEFAULT_MODELS_DIR, findModel, modelNames, modelsReserveMiB, registry } from './model/registry';
+import { findModel, modelNames, modelsReserveMiB, registry } from './model/registry';
+import { DEFAULT_MODELS_DIR } from './paths';
 
 export interface Config {
   /** Registry name of the model that serves requests that name none. */

@@ -11,7 +11,7 @@ import { createDetourage, type Detourage } from './app';
 import { type Config, ConfigError, loadConfig } from './config';
 import { ApiError } from './errors';
 import { sendError } from './http';
-import { PROJECT_ROOT } from './model/registry';
+import { PROJECT_ROOT } from './paths';
 
 const DEMO_DIR = path.join(PROJECT_ROOT, 'functions', 'demo');
 export const OPENAPI_PATH = path.join(PROJECT_ROOT, 'functions', 'openapi.json');

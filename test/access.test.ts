@@ -10,7 +10,7 @@ import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
 import { createRateLimiter } from '../functions/access/rateLimit';
 import { type Config, ConfigError, loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { type RunningServer, startLocalServer } from './support/servers';
 
 const KEY = createApiKey();

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import type { Detourage } from '../functions/app';
 import { loadConfig } from '../functions/config';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { FOREGROUND_ALPHA_THRESHOLD, foregroundBox } from '../functions/pipeline/layout';
 import type { Box } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture, rawPixels } from './support/images';

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { BatchReporter, DownloadReporter, type OutputStream } from '../functions/cli/progress';
 import { wildcardPattern } from '../functions/cli/inputs';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { parseRemovalOptions } from '../functions/request/options';
 import { readZip } from './support/zip';
 import { alphaChannel, fixture } from './support/images';

@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../functions/config';
-import { DEFAULT_MODELS_DIR, modelNames, PROJECT_ROOT, registry } from '../functions/model/registry';
+import { modelNames, registry } from '../functions/model/registry';
+import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/paths';
 
 test('defaults', () => {
   const config = loadConfig({});

@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
 import { loadConfig } from '../functions/config';
-import { PROJECT_ROOT, registry } from '../functions/model/registry';
+import { registry } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { type ErrorBody, postForm } from './support/http';
 import { type RunningServer, startLocalServer } from './support/servers';
 

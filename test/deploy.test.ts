@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 
 const FAKE_GCLOUD_DIR = path.join(PROJECT_ROOT, 'test', 'fake-gcloud');
 const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'detourage-deploy-test-'));

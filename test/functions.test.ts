@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { detourage } from '../functions/index';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { alphaChannel, fixture, rawPixels } from './support/images';
 import { bodyBytes, postForm, postImage } from './support/http';
 import { type RunningServer, startFunction } from './support/servers';

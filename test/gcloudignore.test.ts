@@ -15,7 +15,9 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { test } from 'node:test';
 import ignore from 'ignore';
-import { findModel, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
+import { findModel, modelFilePath } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
+import { projectFiles } from './support/files';
 
 /** .gcloudignore with its `#!include:FILE` lines replaced by that file's patterns, as gcloud reads it. */
 function gcloudignorePatterns(root: string): string {
@@ -60,7 +62,7 @@ test('the upload holds the build step, its inputs and every function source', ()
   assert.match(manifest.scripts['gcp-build'] ?? '', /npm run build && npm run models:fetch/);
   assert.match(manifest.scripts['models:fetch'] ?? '', /bin\/detourage models fetch/);
   assert.equal(manifest.main, 'dist/functions/index.js');
-  const sources = filesUnder(path.join(PROJECT_ROOT, 'functions')).map((file) => `functions/${file}`);
+  const sources = projectFiles('functions');
   assert.deepEqual(
     sources.filter((file) => !uploaded.includes(file)),
     [],
@@ -68,15 +70,7 @@ test('the upload holds the build step, its inputs and every function source', ()
   );
 });
 
-/** Every file under a folder, for comparison with the upload. */
-function filesUnder(folder: string): string[] {
-  return fs
-    .readdirSync(folder, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.relative(folder, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
-}
-
-test('the upload leaves out dependencies, build output, weights, tests, fixtures, benchmarks and docs', () => {
+test('the upload leaves out dependencies, build output, weights, tests, fixtures, benchmarks, tools and docs', () => {
   const forbidden: [string, (file: string) => boolean][] = [
     ['node_modules', (file) => file.split('/').includes('node_modules')],
     ['dist/', (file) => file.startsWith('dist/')],
@@ -84,7 +78,7 @@ test('the upload leaves out dependencies, build output, weights, tests, fixtures
     ['weights', (file) => file.endsWith('.onnx')],
     ['tests', (file) => file.startsWith('test/') || file.includes('.test.')],
     ['fixtures', (file) => file.split('/').includes('fixtures')],
-    ['benchmarks', (file) => file.startsWith('bench/')],
+    ['benchmarks or tools', (file) => file.startsWith('bench/') || file.startsWith('tools/')],
     ['docs', (file) => file.startsWith('docs/') || file.endsWith('.md')],
     ['deploy scripts', (file) => file.endsWith('.sh')],
     ['scripts/', (file) => file.startsWith('scripts/')],

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../functions/config';
 import { STATUS_BY_CODE } from '../functions/errors';
-import { PROJECT_ROOT } from '../functions/model/registry';
+import { PROJECT_ROOT } from '../functions/paths';
 import { KNOWN_PARAMETERS } from '../functions/request/options';
 import { OPENAPI_PATH } from '../functions/server';
 import { type RunningServer, startLocalServer } from './support/servers';

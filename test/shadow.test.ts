@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import type { Detourage } from '../functions/app';
 import { loadConfig } from '../functions/config';
 import { estimateRemoval } from '../functions/pipeline/cost';
-import { IDENTITY_LAYOUT, layout } from '../functions/pipeline/layout';
+import { layout } from '../functions/pipeline/layout';
 import { hardenInterior } from '../functions/pipeline/maskCleanup';
 import { castShadow, shadowReach } from '../functions/pipeline/shadow';
 import type { Box } from '../functions/pipeline/types';
@@ -77,7 +77,7 @@ test('castShadow draws only within shadowReach of the subject, and crop keeps th
   const without = estimate({ crop: 'true' });
   assert.equal(withShadow.canvasPixels, laidOut.image.width * laidOut.image.height);
   assert.equal(withShadow.bytes - without.bytes, withShadow.byCause.shadow_type, 'the shadow is charged what it adds, to shadow_type');
-  assert.deepEqual(IDENTITY_LAYOUT.shadow, false);
+  assert.deepEqual(parseRemovalOptions({}).layout.shadow, false);
 });
 
 test('hardenInterior leaves a soft band along the outline and makes the rest 0 or 255', () => {

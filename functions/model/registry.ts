@@ -151,9 +151,6 @@ export function modelsReserveMiB(allowed: readonly ModelEntry[], maxLoadedModels
   return Math.ceil(largest + ((Math.max(0, extraModels) + maxConcurrentInferences - 1) * largest) / 2);
 }
 
-export const PROJECT_ROOT = path.resolve(__dirname, '..', '..', '..');
-export const DEFAULT_MODELS_DIR = path.join(PROJECT_ROOT, 'models');
-
 export function findModel(name: string): ModelEntry | undefined {
   return registry.models.find((entry) => entry.name === name);
 }

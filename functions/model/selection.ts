@@ -1,10 +1,21 @@
-import type { Config } from '../config';
 import { ApiError } from '../errors';
 import { findModel, type ModelEntry } from './registry';
 import { checkWeights, weightsMissing } from './weights';
 
-/** The part of the configuration that decides which models a request may use. */
-export type ModelSelection = Pick<Config, 'model' | 'allowedModels'>;
+/**
+ * The settings that decide which models a request may use: Config has these
+ * fields, but the model layer sits below config.ts and takes only them.
+ */
+export interface ModelSelection {
+  /** Registry name of the model a request that names none gets. */
+  model: string;
+  allowedModels: readonly string[];
+}
+
+/** A selection and where the weights are, to check a request's model is in place before loading it. */
+export interface ModelLookup extends ModelSelection {
+  modelsDir: string;
+}
 
 /**
  * The registry entry of an allowed model; no name means the configured one.
@@ -28,11 +39,11 @@ export function allowedModel(selection: ModelSelection, requested: string | unde
  * The name is only ever looked up in the registry, so no request reaches the
  * filesystem with a path of its own.
  */
-export function resolveModel(config: ModelSelection & Pick<Config, 'modelsDir'>, requested: string | undefined): ModelEntry {
-  const entry = allowedModel(config, requested);
+export function resolveModel(lookup: ModelLookup, requested: string | undefined): ModelEntry {
+  const entry = allowedModel(lookup, requested);
   // Checked before any decoding or loading, so that the caller learns at once what to fetch. A file
   // that is there but wrong goes on to loadModel, which refuses it as corrupt, as it refuses any
   // file onnxruntime cannot load.
-  if (checkWeights(entry, config.modelsDir, 'size') === 'missing') throw weightsMissing(entry);
+  if (checkWeights(entry, lookup.modelsDir, 'size') === 'missing') throw weightsMissing(entry);
   return entry;
 }

@@ -2,9 +2,9 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
 import { modelUnavailable } from '../errors';
-import type { ModelInput, ModelOutput } from '../pipeline/types';
 import type { RunRequest, WorkerMessage, WorkerStartup } from './protocol';
 import { type ModelEntry, modelFilePath } from './registry';
+import type { ModelInput, ModelOutput } from './tensors';
 import { checkWeights, weightsCorrupt, weightsMissing } from './weights';
 
 export interface LoadedModel {

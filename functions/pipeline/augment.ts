@@ -1,4 +1,4 @@
-import type { ModelInput, ModelOutput } from './types';
+import type { ModelInput, ModelOutput } from '../model/tensors';
 
 /**
  * Test-time augmentation for `quality=high`: the model also sees the image

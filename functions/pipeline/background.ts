@@ -1,7 +1,6 @@
-import type { Rgba } from '../request/colour';
 import { type Backdrop, solidBackdrop } from './composite';
 import { sharp } from './sharp';
-import type { DecodedImage } from './types';
+import type { DecodedImage, Rgba } from './types';
 
 export function colourBackdrop([red, green, blue, alpha]: Rgba): Backdrop {
   return solidBackdrop(red, green, blue, alpha);

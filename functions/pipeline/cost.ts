@@ -1,7 +1,7 @@
-import type { RemovalOptions } from '../request/options';
 import type { ImageHeader } from './decode';
 import type { EncodeOptions } from './encode';
 import type { LayoutOptions, Length } from './layout';
+import type { RemovalOptions } from './options';
 import { shadowReach, shadowWorkingBytes } from './shadow';
 import { processedSize, type Size } from './size';
 

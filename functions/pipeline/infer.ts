@@ -1,6 +1,6 @@
 import type { LoadedModel } from '../model/session';
+import type { ModelInput, ModelOutput } from '../model/tensors';
 import { averageMirrored, mirrorInput } from './augment';
-import type { ModelInput, ModelOutput } from './types';
 
 /** The input's buffer is handed to the inference worker, so `input` is unusable afterwards. */
 export async function infer(model: LoadedModel, input: ModelInput): Promise<ModelOutput> {

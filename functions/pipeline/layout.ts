@@ -60,15 +60,6 @@ export interface LaidOut {
  */
 export const FOREGROUND_ALPHA_THRESHOLD = 16;
 
-export const IDENTITY_LAYOUT: LayoutOptions = {
-  roi: null,
-  crop: false,
-  cropMargin: { top: { value: 0, unit: 'px' }, right: { value: 0, unit: 'px' }, bottom: { value: 0, unit: 'px' }, left: { value: 0, unit: 'px' } },
-  scale: null,
-  position: null,
-  shadow: false,
-};
-
 export function foregroundBox(mask: AlphaMask): Box | null {
   const { width, height, alpha } = mask;
   let top = height;

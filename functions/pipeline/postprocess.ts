@@ -1,7 +1,8 @@
 import type { MaskPostprocess } from '../model/registry';
+import type { ModelOutput } from '../model/tensors';
 import { cleanMask } from './maskCleanup';
 import { sharp } from './sharp';
-import type { AlphaMask, ModelOutput } from './types';
+import type { AlphaMask } from './types';
 
 /** Min-max (optionally after a sigmoid) to [0,1], then to bytes by truncation, as rembg does. */
 export function normaliseToBytes(output: ModelOutput, method: MaskPostprocess): Buffer {

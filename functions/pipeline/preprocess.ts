@@ -1,7 +1,8 @@
 import type { ModelEntry } from '../model/registry';
+import type { ModelInput } from '../model/tensors';
 import { compositeOver, solidBackdrop } from './composite';
 import { sharp } from './sharp';
-import type { DecodedImage, ModelInput } from './types';
+import type { DecodedImage } from './types';
 
 const WHITE = solidBackdrop(255, 255, 255);
 

@@ -1,6 +1,5 @@
 import { ApiError } from '../errors';
 import type { ModelHolder } from '../model/holder';
-import type { RemovalOptions } from '../request/options';
 import { colourBackdrop, imageBackdrop } from './background';
 import type { Backdrop } from './composite';
 import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
@@ -11,6 +10,7 @@ import { estimateForeground } from './foreground';
 import { infer, inferMirrored } from './infer';
 import { layout } from './layout';
 import { hardenInterior } from './maskCleanup';
+import type { RemovalOptions } from './options';
 import { postprocess } from './postprocess';
 import { preprocess } from './preprocess';
 import { refineMask } from './refine';
@@ -110,8 +110,9 @@ function edgeBand(width: number, height: number, inputSize: number): number {
 }
 
 /**
- * decode → preprocess → infer → postprocess → layout → shadow → encode. Both images
- * are decoded before the model is touched, so bad input is refused without
+ * decode → load → preprocess → queue → infer → postprocess → refine → layout →
+ * shadow → encode, refine and shadow only when asked for. Both images are
+ * decoded before the model is touched, so bad input is refused without
  * loading it.
  */
 export async function removeBackground(plan: RemovalPlan, context: RemovalContext): Promise<RemovalResult> {

@@ -18,24 +18,15 @@ export interface DecodedImage extends RgbImage {
   format: string;
 }
 
-/** The model's input tensor data: float32 CHW for one square RGB image. */
-export interface ModelInput {
-  size: number;
-  data: Float32Array;
-}
-
-/** The model's raw output map, size * size floats. */
-export interface ModelOutput {
-  size: number;
-  data: Float32Array;
-}
-
 /** Foreground opacity, one byte per pixel. */
 export interface AlphaMask {
   width: number;
   height: number;
   alpha: Buffer;
 }
+
+/** A colour with straight alpha, each channel 0–255: `bg_color`'s backdrop. */
+export type Rgba = readonly [number, number, number, number];
 
 export type OutputFormat = 'png' | 'webp' | 'jpeg' | 'zip';
 /** rgba: the cutout; alpha: the mask alone, as a grayscale image. */

@@ -140,7 +140,3 @@ export function classifyAddress(address: string): AddressRange {
       return 'not an IP address';
   }
 }
-
-export function isPublicAddress(address: string): boolean {
-  return classifyAddress(address) === 'public';
-}

@@ -1,5 +1,4 @@
-/** A colour with straight alpha, each channel 0–255. */
-export type Rgba = readonly [number, number, number, number];
+import type { Rgba } from '../pipeline/types';
 
 /** CSS Color Module Level 4 named colours (the 148 names browsers know). */
 const CSS_NAMED_COLOURS: ReadonlyMap<string, string> = new Map(

@@ -1,31 +1,12 @@
 import { ApiError } from '../errors';
-import type { EncodeOptions, RequestedFormat } from '../pipeline/encode';
-import type { LayoutOptions, Length, Placement, Roi, Sides } from '../pipeline/layout';
+import type { RequestedFormat } from '../pipeline/encode';
+import type { Length, Placement, Roi, Sides } from '../pipeline/layout';
+import type { Quality, RemovalOptions } from '../pipeline/options';
 import type { ShadowOptions } from '../pipeline/shadow';
-import type { Channels } from '../pipeline/types';
-import { parseColour, type Rgba } from './colour';
+import type { Channels, Rgba } from '../pipeline/types';
+import { parseColour } from './colour';
 
 export type Parameters = Readonly<Record<string, string | undefined>>;
-
-export type Quality = 'fast' | 'high';
-
-/** Everything a removal request asks for except where its images come from. */
-export interface RemovalOptions {
-  /** A registry name, checked against the deployment's allowed models later; undefined means the default. */
-  model: string | undefined;
-  /** `size`: the most pixels the image is processed and returned at; null keeps its own resolution. */
-  maxPixels: number | null;
-  postProcess: boolean;
-  refine: boolean;
-  quality: Quality;
-  layout: LayoutOptions;
-  encode: EncodeOptions;
-  backgroundColour: Rgba | null;
-  /** `semitransparency`: false makes the matte opaque or clear everywhere but a band along the subject's edge. */
-  semitransparency: boolean;
-  /** `shadow_type` (or `add_shadow`) with `shadow_opacity`; null for none, or an invisible one. */
-  shadow: ShadowOptions | null;
-}
 
 /** Where the images come from; read by request/sources.ts. */
 export const IMAGE_PARAMETERS = ['image_file', 'image_file_b64', 'image_url'] as const;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { PROJECT_ROOT } from '../../functions/model/registry';
+import { PROJECT_ROOT } from '../../functions/paths';
 
 export function fixture(name: string): Buffer {
   return readFileSync(path.join(PROJECT_ROOT, 'test', 'fixtures', name));

@@ -6,6 +6,7 @@ import type { Config } from '../../config';
 import { ApiError } from '../../errors';
 import { Logger } from '../../log';
 import { resolveModel } from '../../model/selection';
+import type { RemovalOptions } from '../../pipeline/options';
 import type { OutputFormat } from '../../pipeline/types';
 import {
   BACKGROUND_IMAGE_PARAMETERS,
@@ -14,7 +15,6 @@ import {
   parameterTable,
   type Parameters,
   parseRemovalOptions,
-  type RemovalOptions,
 } from '../../request/options';
 import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
 import { expandInputs, type InputFile, type InputProblem, isFolderTarget, isSingleFile } from '../inputs';

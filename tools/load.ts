@@ -14,13 +14,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { fixtureImages } from '../bench/images';
+import { DEPLOYED_ENV, spawnServer, waitForHealth, warmup } from '../bench/server-process';
+import { loadAverage, percentile, peakRssMiB, round, rssMiB } from '../bench/stats';
 import { type Expectation, judgeAnswer, receive } from '../test/support/answers';
 import { hostileCases } from '../test/support/hostile';
 import { postBody } from '../test/support/http';
 import { seededRandom } from '../test/support/random';
-import { fixtureImages } from './images';
-import { DEPLOYED_ENV, spawnServer, waitForHealth, warmup } from './server-process';
-import { loadAverage, percentile, peakRssMiB, round, rssMiB } from './stats';
 
 interface WorkItem {
   name: string;

@@ -13,12 +13,12 @@
  */
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { spawnServer, waitForHealth, warmup } from '../bench/server-process';
+import { loadAverage, peakRssMiB, round } from '../bench/stats';
 import { judgeAnswer, receive } from '../test/support/answers';
 import { fuzzCases, fuzzSeedImages, runFuzz } from '../test/support/fuzz';
 import { fixture } from '../test/support/images';
 import { postImage } from '../test/support/http';
-import { spawnServer, waitForHealth, warmup } from './server-process';
-import { loadAverage, peakRssMiB, round } from './stats';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
