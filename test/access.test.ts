@@ -343,3 +343,15 @@ test('the rate limiter keeps only this minute\'s callers, and at most its bound 
   assert.equal(limiter.take('firebase:c').allowed, true);
   assert.equal(limiter.take('firebase:c').headers['X-RateLimit-Remaining'], '3');
 });
+
+test('a revoked key (its entry taken out of API_KEY_HASHES) is refused with 403, its successor passes', async () => {
+  const server = await startLocalServer(configWith({ AUTH: 'api-key', API_KEY_HASHES: apiKeyHashEntry('frontend', KEY) }), undefined, quiet);
+  try {
+    const revoked = await fetch(`${server.url}/remove-background`, { method: 'POST', headers: { 'X-Api-Key': OLD_KEY } });
+    assert.equal(revoked.status, 403);
+    assert.deepEqual(((await revoked.json()) as ErrorBody).errors, [{ title: 'API Key invalid', code: 'auth_failed' }]);
+    assert.equal((await fetch(`${server.url}/remove-background`, { method: 'POST', headers: { 'X-Api-Key': KEY } })).status, 400);
+  } finally {
+    await server.close();
+  }
+});
