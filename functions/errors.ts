@@ -92,11 +92,18 @@ export function causeForLog(error: unknown): { cause?: string } {
 
 export const RETRY_AFTER_SECONDS = 5;
 
+/** The one way to say when to come back: whole seconds, at least 1. */
+export function retryAfter(seconds: number = RETRY_AFTER_SECONDS): { 'Retry-After': string } {
+  return { 'Retry-After': String(Math.max(1, Math.ceil(seconds))) };
+}
+
 export function modelUnavailable(message: string, cause?: unknown): ApiError {
-  return new ApiError('model_unavailable', message, {
-    headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
-    cause,
-  });
+  return new ApiError('model_unavailable', message, { headers: retryAfter(), cause });
+}
+
+/** 413 for bytes over a limit: `what` is "The upload", a parameter's name, or the image a URL gave. */
+export function payloadTooLarge(what: string, maxBytes: number): ApiError {
+  return new ApiError('payload_too_large', `${what} is larger than ${maxBytes} bytes.`);
 }
 
 export interface ErrorResponse {

@@ -8,7 +8,7 @@
  * 32 MB request cap, not by us.
  */
 import type { AuthMode, Config } from '../config';
-import { ApiError, RETRY_AFTER_SECONDS } from '../errors';
+import { ApiError, retryAfter } from '../errors';
 import { type HttpHandler, type HttpRequest, sendError } from '../http';
 import { API_KEY_HEADER, apiKeyMatcher } from './apiKey';
 import { createKeySet } from './keySet';
@@ -187,7 +187,7 @@ function forbidden(rejected: readonly { check: CallerCheck; reason: string }[]):
 
 function keysUnavailable(reasons: readonly string[]): ApiError {
   return new ApiError('auth_unavailable', 'The keys that sign this credential cannot be fetched from Google right now; retry shortly.', {
-    headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+    headers: retryAfter(),
     cause: reasons.join('; '),
     logCause: true,
   });

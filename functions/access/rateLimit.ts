@@ -4,7 +4,7 @@
  * is the limit times the instances running (at most --max-instances). A global
  * quota belongs in front of the functions (API Gateway), not in them.
  */
-import { ApiError } from '../errors';
+import { ApiError, retryAfter } from '../errors';
 
 export interface RateDecision {
   allowed: boolean;
@@ -51,7 +51,7 @@ export function createRateLimiter(limit: number, now: () => number = Date.now, m
         'X-RateLimit-Remaining': String(limit - counted),
         'X-RateLimit-Reset': String(Math.ceil(resetMs / 1000)),
       };
-      if (!allowed) headers['Retry-After'] = String(Math.max(1, Math.ceil((resetMs - at) / 1000)));
+      if (!allowed) Object.assign(headers, retryAfter((resetMs - at) / 1000));
       return { allowed, limit, headers };
     },
   };

@@ -1,7 +1,7 @@
-import { ApiError, RETRY_AFTER_SECONDS } from '../errors';
+import { ApiError, retryAfter } from '../errors';
 
 export function overloaded(message = 'The service is busy: too many requests are waiting. Retry shortly.'): ApiError {
-  return new ApiError('overloaded', message, { headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) } });
+  return new ApiError('overloaded', message, { headers: retryAfter() });
 }
 
 interface Waiter {

@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { ApiError } from '../errors';
+import { ApiError, payloadTooLarge } from '../errors';
 import { classifyAddress } from './addressPolicy';
 
 /** Answers for a hostname, in the order a connection would try them. */
@@ -65,7 +65,7 @@ class Failures {
   }
 
   tooLarge(): ApiError {
-    return new ApiError('payload_too_large', `The ${this.options.parameterName} image is larger than ${this.options.maxBytes} bytes.`);
+    return payloadTooLarge(`The ${this.options.parameterName} image`, this.options.maxBytes);
   }
 }
 

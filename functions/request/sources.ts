@@ -1,4 +1,4 @@
-import { ApiError } from '../errors';
+import { ApiError, payloadTooLarge } from '../errors';
 import { fetchImageUrl } from './fetchUrl';
 import { IMAGE_FIELDS, type RequestBody } from './upload';
 import type { Parameters } from './options';
@@ -18,17 +18,13 @@ type Source = { kind: 'bytes'; bytes: Buffer } | { kind: 'base64'; text: string 
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
-function tooLarge(parameterName: string, maxBytes: number): ApiError {
-  return new ApiError('payload_too_large', `${parameterName} is larger than ${maxBytes} bytes.`);
-}
-
 /** Accepts plain or URL-safe base64, with or without a `data:image/...;base64,` prefix and line breaks. */
 function decodeBase64(text: string, maxBytes: number): Buffer {
   const payload = text.replace(/^data:[^,]*;base64,/i, '').replace(/\s+/g, '');
   if (payload === '' || !BASE64.test(payload) || payload.length % 4 === 1) {
     throw new ApiError('invalid_parameter', 'image_file_b64 is not valid base64.');
   }
-  if (Math.floor((payload.length * 3) / 4) > maxBytes + 2) throw tooLarge('image_file_b64', maxBytes);
+  if (Math.floor((payload.length * 3) / 4) > maxBytes + 2) throw payloadTooLarge('image_file_b64', maxBytes);
   return Buffer.from(payload, 'base64');
 }
 
@@ -60,7 +56,7 @@ async function readSource(name: string, source: Source, settings: SourceSettings
   switch (source.kind) {
     case 'bytes':
       if (source.bytes.length === 0) throw new ApiError('missing_image', `${name} is empty.`);
-      if (source.bytes.length > settings.maxUploadBytes) throw tooLarge(name, settings.maxUploadBytes);
+      if (source.bytes.length > settings.maxUploadBytes) throw payloadTooLarge(name, settings.maxUploadBytes);
       return source.bytes;
     case 'base64':
       return decodeBase64(source.text, settings.maxUploadBytes);

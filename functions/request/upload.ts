@@ -1,6 +1,6 @@
 import busboy from 'busboy';
 import type { IncomingHttpHeaders } from 'node:http';
-import { ApiError } from '../errors';
+import { ApiError, payloadTooLarge } from '../errors';
 import { checkFormFieldCount, decodeName, notAnObject, notScalar, scanJsonObject, tooManyFields } from './fieldScan';
 import { parameterTable, repeatedParameter } from './options';
 
@@ -38,7 +38,7 @@ function fieldTooLong(name: string, limits: UploadLimits): ApiError {
 }
 
 function tooLarge(limits: UploadLimits): ApiError {
-  return new ApiError('payload_too_large', `The upload is larger than ${limits.maxUploadBytes} bytes.`);
+  return payloadTooLarge('The upload', limits.maxUploadBytes);
 }
 
 function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits): Promise<RequestBody> {
