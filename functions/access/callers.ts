@@ -60,7 +60,7 @@ function verifierFor(kind: TokenKind, subject: string, config: Config, now: () =
   return { kind, subject, now, keys: createKeySet(jwksUrl, { now }) };
 }
 
-/** A token check's outcome, with the caller named after `prefix` and the claim that identifies it. */
+/** A token check's outcome, with the caller that `name` reads from the verified claims. */
 async function tokenOutcome(token: string, verifier: TokenVerifier, name: (claims: Record<string, unknown>) => string | undefined): Promise<CheckOutcome> {
   const outcome = await verifyToken(token, verifier);
   if (outcome.result !== 'passed') return outcome;
@@ -127,9 +127,10 @@ const CHECKS: CheckFactories = {
  * in warmups only, and names no caller (the schedule is not rate limited).
  */
 function schedulerCheck(config: Config, now: () => number): CallerCheck {
-  const issuers = TOKEN_KINDS['google-oidc'].issuer?.('') ?? [];
-  // One key set for every audience: the keys are Google's, whatever the URL.
-  const keys = verifierFor('google-oidc', '', config, now).keys;
+  // An array, so that `includes` is an exact match and never a substring test.
+  const issuers: readonly string[] = [TOKEN_KINDS['google-oidc'].issuer?.('') ?? []].flat();
+  // One key set for every audience: the keys are Google's, whatever the URL; the subject is each request's Host.
+  const verifier = verifierFor('google-oidc', '', config, now);
   return {
     wants: 'a Google OIDC token of a warmup service account',
     challenge: BEARER_CHALLENGE,
@@ -139,7 +140,7 @@ function schedulerCheck(config: Config, now: () => number): CallerCheck {
     check: async ({ bearer, warmup, host }) => {
       if (bearer === undefined || bearer.issuer === undefined || !issuers.includes(bearer.issuer)) return { result: 'absent' };
       if (!warmup) return { result: 'rejected', reason: 'a Google OIDC token is accepted for warmups only' };
-      const outcome = await verifyToken(bearer.token, { kind: 'google-oidc', subject: host ?? '', keys, now });
+      const outcome = await verifyToken(bearer.token, { ...verifier, subject: host ?? '' });
       if (outcome.result !== 'passed') return outcome;
       const email = String(outcome.payload.email).toLowerCase();
       return config.warmupServiceAccounts.includes(email)
