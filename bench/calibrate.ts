@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../functions/config';
 import { findModel, registry } from '../functions/model/registry';
 import { CALIBRATION } from '../functions/pipeline/cost';
-import { planRemoval } from '../functions/pipeline/run';
+import { planRemoval } from '../functions/pipeline/removal';
 import { parseRemovalOptions } from '../functions/request/options';
 import { bodyBytes, postImage } from '../test/support/http';
 import { photoLikeJpeg } from './images';

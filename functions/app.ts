@@ -14,7 +14,7 @@ import { Logger } from './log';
 import { ModelHolder, type ModelLoader } from './model/holder';
 import { PROJECT_ROOT } from './paths';
 
-export interface Detourage {
+export interface Services {
   config: Config;
   holder: ModelHolder;
   admission: Admission;
@@ -35,7 +35,7 @@ export function packageVersion(): string {
  * is loaded, costs nothing, and uptime checks and load balancers must reach it
  * without a key. warmup does check: it costs an inference.
  */
-export function createDetourage(config: Config, loader?: ModelLoader, logger?: Logger, now: () => number = Date.now): Detourage {
+export function createServices(config: Config, loader?: ModelLoader, logger?: Logger, now: () => number = Date.now): Services {
   const log = logger ?? new Logger({ level: config.logLevel, pretty: process.stderr.isTTY === true });
   const holder = new ModelHolder(config, loader, log);
   const admission = createAdmission(config);

@@ -4,11 +4,11 @@
  * sharp are loaded on first use by the removal path only.
  */
 import { http } from '@google-cloud/functions-framework';
-import { createDetourage } from './app';
+import { createServices } from './app';
 import { loadConfig } from './config';
 
 /** The lazy model holder inside is the only module-level state. */
-export const detourage = createDetourage(loadConfig());
+export const detourage = createServices(loadConfig());
 
 http('health', detourage.handlers.health);
 http('warmup', detourage.handlers.warmup);

@@ -7,7 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { createDetourage, type Detourage } from './app';
+import { createServices, type Services } from './app';
 import { type Config, ConfigError, loadConfig } from './config';
 import { ApiError } from './errors';
 import { sendError } from './http';
@@ -16,7 +16,7 @@ import { PROJECT_ROOT } from './paths';
 const DEMO_DIR = path.join(PROJECT_ROOT, 'functions', 'demo');
 export const OPENAPI_PATH = path.join(PROJECT_ROOT, 'functions', 'openapi.json');
 
-const ROUTES: Record<string, keyof Detourage['handlers']> = {
+const ROUTES: Record<string, keyof Services['handlers']> = {
   '/': 'health',
   '/health': 'health',
   '/warmup': 'warmup',
@@ -26,7 +26,7 @@ const ROUTES: Record<string, keyof Detourage['handlers']> = {
   '/models': 'models',
 };
 
-export function createApp(detourage: Detourage): express.Express {
+export function createExpressApp(detourage: Services): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(
@@ -61,8 +61,8 @@ export function createApp(detourage: Detourage): express.Express {
 }
 
 export function startServer(config: Config): Promise<Server> {
-  const detourage = createDetourage(config);
-  const server = createApp(detourage).listen(config.port);
+  const detourage = createServices(config);
+  const server = createExpressApp(detourage).listen(config.port);
   return new Promise((resolve, reject) => {
     server.once('listening', () => resolve(server));
     server.once('error', reject);

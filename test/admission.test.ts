@@ -6,7 +6,7 @@ import { type Config, loadConfig } from '../functions/config';
 import { Gate } from '../functions/model/gate';
 import { findModel } from '../functions/model/registry';
 import { parseRemovalOptions } from '../functions/request/options';
-import { planRemoval, warm as warmModel } from '../functions/pipeline/run';
+import { planRemoval, warm as warmModel } from '../functions/pipeline/removal';
 import { heldModel, type HeldModel } from './support/heldModel';
 import { fixture } from './support/images';
 import { type ErrorBody, postForm, postImage } from './support/http';

@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import type { Detourage } from '../functions/app';
+import type { Services } from '../functions/app';
 import { loadConfig } from '../functions/config';
 import { PROJECT_ROOT } from '../functions/paths';
 import { FOREGROUND_ALPHA_THRESHOLD, foregroundBox } from '../functions/pipeline/layout';
@@ -20,7 +20,7 @@ import { readZip } from './support/zip';
 
 const CAR = fixture('car-1.jpg');
 
-let service: RunningServer & { detourage: Detourage };
+let service: RunningServer & { detourage: Services };
 let removal: string;
 /** Serves fixtures over loopback, for image_url and bg_image_url. */
 let images: RunningServer;

@@ -90,7 +90,7 @@ function relativeImports(file: string): string[] {
   return targets;
 }
 
-/** functions/pipeline/run.ts → pipeline; functions/http.ts → http. */
+/** functions/pipeline/removal.ts → pipeline; functions/http.ts → http. */
 function layerOf(file: string): Layer {
   const [, first = ''] = file.split('/');
   const key = first.replace(/\.ts$/, '');

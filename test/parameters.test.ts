@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import type { Detourage } from '../functions/app';
+import type { Services } from '../functions/app';
 // Registers the deployed functions, for startFunction.
 import '../functions/index';
 import { loadConfig } from '../functions/config';
@@ -15,7 +15,7 @@ import { OPTION_PARAMETERS } from '../functions/request/options';
 import { type ErrorBody, postImage } from './support/http';
 import { type RunningServer, startFunction, startLocalServer } from './support/servers';
 
-let service: RunningServer & { detourage: Detourage };
+let service: RunningServer & { detourage: Services };
 let removal: string;
 let tiny: Buffer;
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { estimateForeground } from '../functions/pipeline/foreground';
+import { estimateForeground } from '../functions/pipeline/colourEstimation';
 import { refineMask } from '../functions/pipeline/refine';
 import type { RgbImage } from '../functions/pipeline/types';
 

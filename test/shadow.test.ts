@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import type { Detourage } from '../functions/app';
+import type { Services } from '../functions/app';
 import { loadConfig } from '../functions/config';
 import { estimateRemoval } from '../functions/pipeline/cost';
 import { layout } from '../functions/pipeline/layout';
-import { hardenInterior } from '../functions/pipeline/maskCleanup';
+import { hardenInterior } from '../functions/pipeline/maskFilters';
 import { castShadow, shadowReach } from '../functions/pipeline/shadow';
 import type { Box } from '../functions/pipeline/types';
 import { parseRemovalOptions } from '../functions/request/options';
@@ -22,7 +22,7 @@ import { readZip } from './support/zip';
 
 const CAR = fixture('car-1.jpg');
 
-let service: RunningServer & { detourage: Detourage };
+let service: RunningServer & { detourage: Services };
 let removal: string;
 
 before(async () => {

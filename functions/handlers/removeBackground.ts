@@ -2,8 +2,8 @@ import type { Config } from '../config';
 import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse, sendJson, withRequestDeadline } from '../http';
 import type { ModelHolder } from '../model/holder';
 import { resolveModel } from '../model/selection';
-import type { RemovalResult, StageTimings } from '../pipeline/run';
-import { checkParameterNames, type Parameters, parseRemovalOptions, stringParameters } from '../request/options';
+import type { RemovalResult, StageTimings } from '../pipeline/removal';
+import { checkParameterNames, type RequestParameters, parseRemovalOptions, stringParameters } from '../request/options';
 import { fetchesUrl, readRequestImages, type RequestImages } from '../request/sources';
 import { readRequestBody, type RequestBody } from '../request/upload';
 import { type Admission, admit, neverFits } from './admission';
@@ -75,7 +75,7 @@ function sendResult(request: HttpRequest, response: HttpResponse, result: Remova
 }
 
 /** Uploads and base64 are in the body already; a URL is fetched under its own bound, before any place in the pipeline. */
-function readImages(deps: RemovalDeps, body: RequestBody, parameters: Parameters, signal: AbortSignal): Promise<RequestImages> {
+function readImages(deps: RemovalDeps, body: RequestBody, parameters: RequestParameters, signal: AbortSignal): Promise<RequestImages> {
   const read = (): Promise<RequestImages> => readRequestImages(body, parameters, deps.config, signal);
   return fetchesUrl(parameters) ? deps.admission.fetches.run(read, signal) : read();
 }
@@ -89,7 +89,7 @@ async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, respon
   const requested = parseRemovalOptions(parameters);
   const model = resolveModel(config, requested.model);
   const options = { ...requested, model: model.name };
-  const { planRemoval, removeBackground } = await import('../pipeline/run');
+  const { planRemoval, removeBackground } = await import('../pipeline/removal');
   const result = await withRequestDeadline(response, config.requestTimeoutMs, async (signal) => {
     const images = await readImages(deps, body, parameters, signal);
     const plan = await planRemoval({ ...images, options }, model, config, wantsJson(request));

@@ -1,7 +1,7 @@
 import type { Config } from '../config';
 import { allowMethods, type HttpHandler, type HttpResponse, sendJson, withRequestDeadline } from '../http';
 import type { ModelHolder } from '../model/holder';
-import type { WarmupResult } from '../pipeline/run';
+import type { WarmupResult } from '../pipeline/removal';
 import { type Admission, admit } from './admission';
 
 /**
@@ -37,7 +37,7 @@ export function createWarmups(holder: ModelHolder, admission: Admission): Warmup
       controller,
       result: (async () => {
         const { estimateWarmup } = await import('../pipeline/cost');
-        const { warm } = await import('../pipeline/run');
+        const { warm } = await import('../pipeline/removal');
         return admit(admission, estimateWarmup(holder.entry), controller.signal, () => warm(holder, controller.signal));
       })(),
     };

@@ -1,5 +1,5 @@
 import { ApiError } from '../errors';
-import { isOpaque, splitRgba } from './channels';
+import { isOpaque, splitRgba } from './interleave';
 import { sharp } from './sharp';
 import { describeSize, fittedSize, megapixels } from './size';
 import type { DecodedImage } from './types';

@@ -1,6 +1,6 @@
 import type { Sharp } from 'sharp';
 import { ApiError } from '../errors';
-import { isOpaque, splitRgba } from './channels';
+import { isOpaque, splitRgba } from './interleave';
 import { type Backdrop, compositeOver, solidBackdrop } from './composite';
 import { sharp } from './sharp';
 import type { AlphaMask, Channels, EncodedImage, OutputFormat, RgbImage } from './types';

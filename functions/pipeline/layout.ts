@@ -1,5 +1,5 @@
 import { ApiError } from '../errors';
-import { splitRgba } from './channels';
+import { splitRgba } from './interleave';
 import { shadowReach } from './shadow';
 import { sharp } from './sharp';
 import { describeSize, megapixels } from './size';

@@ -8,7 +8,7 @@ export type Quality = 'fast' | 'high';
 
 /**
  * Everything a removal request asks for except where its images come from.
- * Defined here, where run.ts and cost.ts read it; request/options.ts builds it
+ * Defined here, where removal.ts and cost.ts read it; request/options.ts builds it
  * from the HTTP parameters (the CLI through it, from its flags), so the
  * pipeline never imports the layer that parses requests.
  */

@@ -1,6 +1,6 @@
 import type { MaskPostprocess } from '../model/registry';
 import type { ModelOutput } from '../model/tensors';
-import { cleanMask } from './maskCleanup';
+import { cleanMask } from './maskFilters';
 import { sharp } from './sharp';
 import type { AlphaMask } from './types';
 

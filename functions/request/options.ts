@@ -6,7 +6,7 @@ import type { ShadowOptions } from '../pipeline/shadow';
 import type { Channels, Rgba } from '../pipeline/types';
 import { parseColour } from './colour';
 
-export type Parameters = Readonly<Record<string, string | undefined>>;
+export type RequestParameters = Readonly<Record<string, string | undefined>>;
 
 /** Where the images come from; read by request/sources.ts. */
 export const IMAGE_PARAMETERS = ['image_file', 'image_file_b64', 'image_url'] as const;
@@ -137,7 +137,7 @@ export function checkParameterNames(names: Iterable<string>): void {
   }
 }
 
-function choice<T>(parameters: Parameters, name: string, table: Readonly<Record<string, T>>, fallback: string): T {
+function choice<T>(parameters: RequestParameters, name: string, table: Readonly<Record<string, T>>, fallback: string): T {
   const value = parameters[name]?.trim().toLowerCase() || fallback;
   const chosen = lookUp(table, value);
   if (chosen === undefined) throw invalidParameter(name, value, Object.keys(table).join(', '));
@@ -145,7 +145,7 @@ function choice<T>(parameters: Parameters, name: string, table: Readonly<Record<
 }
 
 /** A boolean; absent or empty is `fallback`. */
-function flag(parameters: Parameters, name: string, fallback = false): boolean {
+function flag(parameters: RequestParameters, name: string, fallback = false): boolean {
   const value = parameters[name]?.trim().toLowerCase() ?? '';
   if (value === '') return fallback;
   if (TRUE_WORDS.has(value)) return true;
@@ -231,7 +231,7 @@ function parseRoi(value: string | undefined): Roi | null {
   return { x1, y1, x2, y2 };
 }
 
-function parseChannels(parameters: Parameters): Channels {
+function parseChannels(parameters: RequestParameters): Channels {
   const type = parameters.type?.trim().toLowerCase() || 'auto';
   const legacy = lookUp(LEGACY_TYPES, type);
   if (!legacy && !FOREGROUND_TYPES.has(type)) {
@@ -249,7 +249,7 @@ function parseBackgroundColour(value: string | undefined): Rgba | null {
 }
 
 /** An integer percentage, 0 to 100; absent or empty is `fallback`. */
-function percent(parameters: Parameters, name: string, fallback: number): number {
+function percent(parameters: RequestParameters, name: string, fallback: number): number {
   const value = parameters[name]?.trim() ?? '';
   if (value === '') return fallback;
   const number = /^\d{1,3}$/.test(value) ? Number(value) : NaN;
@@ -264,7 +264,7 @@ function percent(parameters: Parameters, name: string, fallback: number): number
  * refused. An opacity of 0 is no shadow at all: nothing to draw, and no room
  * for crop to keep.
  */
-function parseShadow(parameters: Parameters): ShadowOptions | null {
+function parseShadow(parameters: RequestParameters): ShadowOptions | null {
   const added = flag(parameters, 'add_shadow');
   const drawn = parameters.shadow_type?.trim() ? choice(parameters, 'shadow_type', SHADOW_TYPES, 'none') : added;
   const opacity = percent(parameters, 'shadow_opacity', DEFAULT_SHADOW_OPACITY);
@@ -272,7 +272,7 @@ function parseShadow(parameters: Parameters): ShadowOptions | null {
 }
 
 /** Validates every option, so a bad one is refused before any image is decoded or fetched. */
-export function parseRemovalOptions(parameters: Parameters): RemovalOptions {
+export function parseRemovalOptions(parameters: RequestParameters): RemovalOptions {
   const scale = parseScale(parameters.scale);
   const model = parameters.model?.trim();
   choice(parameters, 'type_level', TYPE_LEVELS, 'none');

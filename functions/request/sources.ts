@@ -1,7 +1,7 @@
 import { ApiError, payloadTooLarge } from '../errors';
 import { fetchImageUrl } from './fetchUrl';
 import { IMAGE_FIELDS, type RequestBody } from './upload';
-import type { Parameters } from './options';
+import type { RequestParameters } from './options';
 
 export interface SourceSettings {
   maxUploadBytes: number;
@@ -47,7 +47,7 @@ function pickSource(
   return given[0] ?? null;
 }
 
-function text(parameters: Parameters, name: string): string | null {
+function text(parameters: RequestParameters, name: string): string | null {
   const value = parameters[name]?.trim();
   return value ? value : null;
 }
@@ -72,7 +72,7 @@ async function readSource(name: string, source: Source, settings: SourceSettings
 }
 
 /** Whether reading the request's images means fetching a URL, which admission bounds on its own. */
-export function fetchesUrl(parameters: Parameters): boolean {
+export function fetchesUrl(parameters: RequestParameters): boolean {
   return text(parameters, 'image_url') !== null || text(parameters, 'bg_image_url') !== null;
 }
 
@@ -83,7 +83,7 @@ export function fetchesUrl(parameters: Parameters): boolean {
  */
 export async function readRequestImages(
   body: RequestBody,
-  parameters: Parameters,
+  parameters: RequestParameters,
   settings: SourceSettings,
   signal?: AbortSignal,
 ): Promise<RequestImages> {

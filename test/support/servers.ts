@@ -1,10 +1,10 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { createDetourage, type Detourage } from '../../functions/app';
+import { createServices, type Services } from '../../functions/app';
 import type { Config } from '../../functions/config';
 import type { Logger } from '../../functions/log';
 import type { ModelLoader } from '../../functions/model/holder';
-import { createApp } from '../../functions/server';
+import { createExpressApp } from '../../functions/server';
 
 export interface RunningServer {
   url: string;
@@ -40,9 +40,9 @@ export async function startLocalServer(
   loader?: ModelLoader,
   logger?: Logger,
   now?: () => number,
-): Promise<RunningServer & { detourage: Detourage }> {
-  const detourage = createDetourage(config, loader, logger, now);
-  const running = await listen(createApp(detourage).listen(0, '127.0.0.1'));
+): Promise<RunningServer & { detourage: Services }> {
+  const detourage = createServices(config, loader, logger, now);
+  const running = await listen(createExpressApp(detourage).listen(0, '127.0.0.1'));
   const close = async (): Promise<void> => {
     await running.close();
     // Each server has its own holder: a file that starts several would otherwise keep every model resident.

@@ -1,7 +1,7 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createDetourage } from '../../app';
+import { createServices } from '../../app';
 import type { Config } from '../../config';
 import { ApiError } from '../../errors';
 import { Logger } from '../../log';
@@ -13,7 +13,7 @@ import {
   checkParameterNames,
   IMAGE_PARAMETERS,
   parameterTable,
-  type Parameters,
+  type RequestParameters,
   parseRemovalOptions,
 } from '../../request/options';
 import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
@@ -148,7 +148,7 @@ function collectParameters(values: Readonly<Record<string, unknown>>, params: re
  * name needs its extension before the image is processed, so the CLI's
  * format defaults to png where the API's is auto.
  */
-function parseOptions(parameters: Parameters): CliOptions {
+function parseOptions(parameters: RequestParameters): CliOptions {
   const imageSource = Object.keys(parameters).find((name) => IMAGE_SOURCE_PARAMETERS.has(name));
   if (imageSource) throw new UsageError(`${imageSource} is an HTTP parameter; give the image as a file argument`);
   try {
@@ -320,8 +320,8 @@ async function execute({ jobs, problems, options, config, force, quiet }: Plan):
     pretty: true,
     write: process.env.LOG_LEVEL ? (line) => process.stderr.write(`${line}\n`) : () => undefined,
   });
-  const { holder } = createDetourage(config, undefined, logger);
-  const { planRemoval, removeBackground } = await import('../../pipeline/run');
+  const { holder } = createServices(config, undefined, logger);
+  const { planRemoval, removeBackground } = await import('../../pipeline/removal');
   const claimed = new Map<string, string>();
   try {
     for (const job of jobs) {

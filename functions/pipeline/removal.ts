@@ -1,15 +1,15 @@
 import { ApiError } from '../errors';
 import type { ModelHolder } from '../model/holder';
-import { colourBackdrop, imageBackdrop } from './background';
+import { colourBackdrop, imageBackdrop } from './backdrops';
 import type { Backdrop } from './composite';
 import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
 import { decodeWithHeader, type ImageHeader, readImageHeader } from './decode';
 import { describeSize, megapixels } from './size';
 import { checkEncodable, encode } from './encode';
-import { estimateForeground } from './foreground';
+import { estimateForeground } from './colourEstimation';
 import { infer, inferMirrored } from './infer';
 import { layout } from './layout';
-import { hardenInterior } from './maskCleanup';
+import { hardenInterior } from './maskFilters';
 import type { RemovalOptions } from './options';
 import { postprocess } from './postprocess';
 import { preprocess } from './preprocess';

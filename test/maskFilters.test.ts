@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cleanMask } from '../functions/pipeline/maskCleanup';
+import { cleanMask } from '../functions/pipeline/maskFilters';
 
 const SIZE = 24;
 
