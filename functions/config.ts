@@ -146,13 +146,23 @@ function integerSetting(
   return value;
 }
 
+const TRUE_WORDS: ReadonlySet<string> = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS: ReadonlySet<string> = new Set(['false', '0', 'no', 'off']);
+
+/** The one boolean vocabulary, for settings and request parameters alike: true/false, 1/0, yes/no, on/off. */
+export function parseBoolean(text: string): boolean | undefined {
+  const word = text.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  return undefined;
+}
+
 function booleanSetting(env: Env, name: string, fallback: boolean, problems: string[]): boolean {
-  const raw = env[name]?.trim().toLowerCase();
-  if (raw === undefined || raw === '') return fallback;
-  if (raw === '1' || raw === 'true') return true;
-  if (raw === '0' || raw === 'false') return false;
-  problems.push(`${name} must be 1 or 0 (true or false), got ${JSON.stringify(env[name])}`);
-  return fallback;
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = parseBoolean(raw);
+  if (value === undefined) problems.push(`${name} must be true or false (or 1/0, yes/no, on/off), got ${JSON.stringify(raw)}`);
+  return value ?? fallback;
 }
 
 /**

@@ -62,11 +62,13 @@ export class ApiError extends Error {
   readonly removeBg: RemoveBgError | undefined;
   /** The cause goes to the request's log line: set where it says what the message cannot. */
   readonly logCause: boolean;
+  /** The request parameter that was refused, for `invalid_parameter`: a client can point at its field. */
+  readonly parameter: string | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { headers?: Record<string, string>; cause?: unknown; logCause?: boolean; removeBg?: RemoveBgError } = {},
+    options: { headers?: Record<string, string>; cause?: unknown; logCause?: boolean; removeBg?: RemoveBgError; parameter?: string } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = 'ApiError';
@@ -75,6 +77,7 @@ export class ApiError extends Error {
     this.headers = options.headers ?? {};
     this.logCause = options.logCause ?? false;
     this.removeBg = options.removeBg;
+    this.parameter = options.parameter;
   }
 }
 
@@ -106,10 +109,19 @@ export function payloadTooLarge(what: string, maxBytes: number): ApiError {
   return new ApiError('payload_too_large', `${what} is larger than ${maxBytes} bytes.`);
 }
 
+/**
+ * The one way to refuse a request parameter, wherever it is checked (its
+ * parser, the body reader, the URL fetcher, the model registry): the answer
+ * names it in `error.parameter`, so a client can point at its own field.
+ */
+export function invalidParameter(parameter: string, message: string, cause?: unknown): ApiError {
+  return new ApiError('invalid_parameter', message, { parameter, cause });
+}
+
 export interface ErrorResponse {
   status: number;
   headers: Record<string, string>;
-  body: { error: { code: ErrorCode; message: string }; errors?: RemoveBgError[] };
+  body: { error: { code: ErrorCode; message: string; parameter?: string }; errors?: RemoveBgError[] };
 }
 
 /** Unknown errors become a generic 500: their messages and stacks stay in the logs. */
@@ -119,7 +131,7 @@ export function toErrorResponse(error: unknown): ErrorResponse {
       status: error.status,
       headers: { ...error.headers },
       body: {
-        error: { code: error.code, message: error.message },
+        error: { code: error.code, message: error.message, ...(error.parameter === undefined ? {} : { parameter: error.parameter }) },
         ...(error.removeBg ? { errors: [{ ...error.removeBg }] } : {}),
       },
     };

@@ -120,7 +120,7 @@ test('invalid values are all named in one clear error', () => {
     },
   );
   assert.throws(() => loadConfig({ MAX_UPLOAD_BYTES: '64000000' }), /MAX_UPLOAD_BYTES must be between 1 and 32000000/);
-  assert.throws(() => loadConfig({ INFER_CPU_ARENA: 'yes please' }), /INFER_CPU_ARENA must be 1 or 0/);
+  assert.throws(() => loadConfig({ INFER_CPU_ARENA: 'yes please' }), /INFER_CPU_ARENA must be true or false/);
 });
 
 test('ALLOWED_MODELS defaults to MODEL, * means the whole registry, and it must name registry models including MODEL', () => {

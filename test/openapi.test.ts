@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { loadConfig } from '../functions/config';
 import { STATUS_BY_CODE } from '../functions/errors';
 import { PROJECT_ROOT } from '../functions/paths';
-import { KNOWN_PARAMETERS } from '../functions/request/options';
+import { PARAMETER_NAMES, PARAMETERS, parametersOfKind } from '../functions/request/parameters';
 import { OPENAPI_PATH } from '../functions/server';
 import { type RunningServer, startLocalServer } from './support/servers';
 
@@ -35,12 +35,27 @@ test('the local server serves the repository\'s OpenAPI 3.1 document', async () 
   assert.equal(documented.openapi, '3.1.0');
 });
 
-test('it documents exactly the parameters the service accepts', () => {
+test('it documents exactly the parameters of the request contract, each where its kind can be sent', () => {
   const removal = documented.paths['/remove-background']!.post!;
-  const inQuery = removal.parameters!.map((parameter) => parameter.name);
-  const inMultipart = Object.keys(removal.requestBody!.content['multipart/form-data']!.schema.properties!);
-  assert.deepEqual(new Set(inMultipart), KNOWN_PARAMETERS);
-  for (const name of inQuery) assert.ok(KNOWN_PARAMETERS.has(name), name);
+  const content = removal.requestBody!.content;
+  const propertiesOf = (mediaType: string): Record<string, { contentMediaType?: string; format?: string }> =>
+    content[mediaType]!.schema.properties as Record<string, { contentMediaType?: string; format?: string }>;
+  const files = new Set<string>(parametersOfKind('file'));
+  const texts = PARAMETER_NAMES.filter((name) => !files.has(name));
+  // Files come only in multipart; base64 needs a body; URLs and values may come anywhere.
+  assert.deepEqual(Object.keys(propertiesOf('multipart/form-data')), PARAMETER_NAMES);
+  assert.deepEqual(Object.keys(propertiesOf('application/x-www-form-urlencoded')), texts);
+  assert.deepEqual(Object.keys(propertiesOf('application/json')), texts);
+  const base64 = new Set<string>(parametersOfKind('base64'));
+  assert.deepEqual(
+    removal.parameters!.map((parameter) => parameter.name),
+    texts.filter((name) => !base64.has(name)),
+  );
+  for (const [name, entry] of Object.entries(PARAMETERS)) {
+    const property = propertiesOf('multipart/form-data')[name]!;
+    if (entry.kind === 'file') assert.equal(property.contentMediaType, 'application/octet-stream', name);
+    if (entry.kind === 'url') assert.equal(property.format, 'uri', name);
+  }
 });
 
 test('it lists every error code', () => {
@@ -50,6 +65,6 @@ test('it lists every error code', () => {
 
 test('the README documents every parameter and error code', () => {
   const readme = readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
-  for (const name of KNOWN_PARAMETERS) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), `parameter ${name}`);
+  for (const name of PARAMETER_NAMES) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), `parameter ${name}`);
   for (const code of Object.keys(STATUS_BY_CODE)) assert.match(readme, new RegExp(`\`${code}\``), `error code ${code}`);
 });

@@ -11,7 +11,7 @@ import type { Services } from '../functions/app';
 import '../functions/index';
 import { loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
-import { OPTION_PARAMETERS } from '../functions/request/options';
+import { parametersOfKind } from '../functions/request/parameters';
 import { type ErrorBody, postImage } from './support/http';
 import { type RunningServer, startFunction, startLocalServer } from './support/servers';
 
@@ -30,19 +30,21 @@ after(() => service.close());
 /** Every name an object inherits, which a plain `table[word]` lookup would find. */
 const INHERITED_NAMES = [...new Set([...Object.getOwnPropertyNames(Object.prototype), '__proto__'])];
 
-async function expectRefused(response: Response, context: string, message: RegExp): Promise<void> {
+/** `parameter`: the name the answer's error.parameter must give. */
+async function expectRefused(response: Response, context: string, message: RegExp, parameter?: string): Promise<void> {
   const text = await response.text();
   assert.equal(response.status, 400, `${context}: ${text}`);
-  const body = JSON.parse(text) as ErrorBody;
+  const body = JSON.parse(text) as ErrorBody & { error: { parameter?: string } };
   assert.equal(body.error.code, 'invalid_parameter', `${context}: ${text}`);
   assert.match(body.error.message, message, context);
+  if (parameter !== undefined) assert.equal(body.error.parameter, parameter, context);
 }
 
 test('no parameter takes an Object.prototype name as its value', async () => {
-  for (const name of OPTION_PARAMETERS) {
+  for (const name of parametersOfKind('value')) {
     for (const word of INHERITED_NAMES) {
       const response = await postImage(`${removal}?${name}=${encodeURIComponent(word)}`, tiny, 'image/png');
-      await expectRefused(response, `${name}=${word}`, new RegExp(name));
+      await expectRefused(response, `${name}=${word}`, new RegExp(name), name);
     }
   }
   assert.equal(service.detourage.holder.isLoaded, false, 'every refusal came before the model was needed');
@@ -51,7 +53,7 @@ test('no parameter takes an Object.prototype name as its value', async () => {
 test('Object.prototype names are unknown parameter names, in the query and in every kind of body', async () => {
   const unknown = (name: string): RegExp => new RegExp(`Unknown parameter ${JSON.stringify(name)}`);
   for (const name of INHERITED_NAMES) {
-    await expectRefused(await postImage(`${removal}?${encodeURIComponent(name)}=1`, tiny, 'image/png'), `?${name}`, unknown(name));
+    await expectRefused(await postImage(`${removal}?${encodeURIComponent(name)}=1`, tiny, 'image/png'), `?${name}`, unknown(name), name);
   }
   for (const name of ['__proto__', 'constructor']) {
     const form = new FormData();

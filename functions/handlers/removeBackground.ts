@@ -1,11 +1,8 @@
 import type { Config } from '../config';
 import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse, sendJson, withRequestDeadline } from '../http';
 import type { ModelHolder } from '../model/holder';
-import { resolveModel } from '../model/selection';
 import type { RemovalResult, StageTimings } from '../pipeline/removal';
-import { checkParameterNames, type RequestParameters, parseRemovalOptions, stringParameters } from '../request/options';
-import { fetchesUrl, readRequestImages, type RequestImages } from '../request/sources';
-import { readRequestBody, type RequestBody } from '../request/upload';
+import { readRemovalRequest } from '../request/removalRequest';
 import { type Admission, admit, neverFits } from './admission';
 import { respondWarm, type Warmups } from './warmup';
 
@@ -74,25 +71,14 @@ function sendResult(request: HttpRequest, response: HttpResponse, result: Remova
     .end(result.image.body);
 }
 
-/** Uploads and base64 are in the body already; a URL is fetched under its own bound, before any place in the pipeline. */
-function readImages(deps: RemovalDeps, body: RequestBody, parameters: RequestParameters, signal: AbortSignal): Promise<RequestImages> {
-  const read = (): Promise<RequestImages> => readRequestImages(body, parameters, deps.config, signal);
-  return fetchesUrl(parameters) ? deps.admission.fetches.run(read, signal) : read();
-}
-
 async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, response: HttpResponse): Promise<void> {
   const { config, admission } = deps;
-  const body = await readRequestBody(request, config);
-  // The body's parameters win over the query string's.
-  const parameters = { ...stringParameters(request.query), ...body.fields };
-  checkParameterNames([...Object.keys(parameters), ...Object.keys(body.files)]);
-  const requested = parseRemovalOptions(parameters);
-  const model = resolveModel(config, requested.model);
-  const options = { ...requested, model: model.name };
+  const removal = await readRemovalRequest(request, config);
   const { planRemoval, removeBackground } = await import('../pipeline/removal');
   const result = await withRequestDeadline(response, config.requestTimeoutMs, async (signal) => {
-    const images = await readImages(deps, body, parameters, signal);
-    const plan = await planRemoval({ ...images, options }, model, config, wantsJson(request));
+    // Uploads and base64 are in the body already; a URL is fetched under its own bound, before any place in the pipeline.
+    const images = await (removal.fetchesUrl ? admission.fetches.run(() => removal.readImages(signal), signal) : removal.readImages(signal));
+    const plan = await planRemoval({ ...images, options: removal.options }, removal.model, config, wantsJson(request));
     if (plan.cost.bytes > admission.memory.capacity) throw neverFits(plan.cost, admission.memory.capacity, config);
     return admit(admission, plan.cost.bytes, signal, () => removeBackground(plan, { holder: deps.holder, signal }));
   });

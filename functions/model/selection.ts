@@ -1,4 +1,4 @@
-import { ApiError } from '../errors';
+import { invalidParameter } from '../errors';
 import { findModel, type ModelEntry } from './registry';
 import { checkWeights, weightsMissing } from './weights';
 
@@ -27,9 +27,9 @@ export function allowedModel(selection: ModelSelection, requested: string | unde
   const name = requested?.trim() || selection.model;
   const offered = `This server offers: ${selection.allowedModels.join(', ')}.`;
   const entry = findModel(name);
-  if (!entry) throw new ApiError('invalid_parameter', `Unknown model ${JSON.stringify(name)}. ${offered}`);
+  if (!entry) throw invalidParameter('model', `Unknown model ${JSON.stringify(name)}. ${offered}`);
   if (!selection.allowedModels.includes(entry.name)) {
-    throw new ApiError('invalid_parameter', `Model ${entry.name} is not enabled on this server. ${offered}`);
+    throw invalidParameter('model', `Model ${entry.name} is not enabled on this server. ${offered}`);
   }
   return entry;
 }

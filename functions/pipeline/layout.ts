@@ -1,4 +1,4 @@
-import { ApiError } from '../errors';
+import { ApiError, invalidParameter } from '../errors';
 import { splitRgba } from './interleave';
 import { shadowReach } from './shadow';
 import { sharp } from './sharp';
@@ -103,7 +103,7 @@ function applyRoi(mask: AlphaMask, roi: Roi, pixelScale: number): void {
   const clampY = (length: Length): number => Math.min(height, Math.max(0, Math.round(toPixels(length, height, pixelScale))));
   const [x1, x2, y1, y2] = [clampX(roi.x1), clampX(roi.x2), clampY(roi.y1), clampY(roi.y2)];
   if (x2 <= x1 || y2 <= y1) {
-    throw new ApiError('invalid_parameter', `The roi is empty on this ${width}x${height} image: x2 must exceed x1 and y2 exceed y1.`);
+    throw invalidParameter('roi', `The roi is empty on this ${width}x${height} image: x2 must exceed x1 and y2 exceed y1.`);
   }
   for (let y = 0; y < height; y += 1) {
     const row = y * width;

@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { ApiError, payloadTooLarge } from '../errors';
+import { ApiError, invalidParameter, payloadTooLarge } from '../errors';
 import { classifyAddress } from './addressPolicy';
 
 /** Answers for a hostname, in the order a connection would try them. */
@@ -56,12 +56,12 @@ class Failures {
    * business, and telling it would map the network for whoever asks.
    */
   refused(reason: string): ApiError {
-    return new ApiError('invalid_parameter', `${this.options.parameterName} refused: ${reason}${this.where()}.`);
+    return invalidParameter(this.options.parameterName, `${this.options.parameterName} refused: ${reason}${this.where()}.`);
   }
 
   /** The URL was allowed but did not give an image. */
   unfetchable(reason: string, cause?: unknown): ApiError {
-    return new ApiError('invalid_parameter', `${this.options.parameterName} could not be fetched: ${reason}${this.where()}.`, { cause });
+    return invalidParameter(this.options.parameterName, `${this.options.parameterName} could not be fetched: ${reason}${this.where()}.`, cause);
   }
 
   tooLarge(): ApiError {

@@ -4,7 +4,7 @@
  * and JSON.parse a value for every member, so a 26 MB body of `a&a&…` or of
  * one huge array would cost hundreds of megabytes before it could be refused.
  */
-import { ApiError } from '../errors';
+import { ApiError, invalidParameter } from '../errors';
 
 const AMPERSAND = 0x26;
 const QUOTE = 0x22;
@@ -28,7 +28,7 @@ export function notAnObject(): ApiError {
 }
 
 export function notScalar(name: string): ApiError {
-  return new ApiError('invalid_parameter', `The JSON member ${JSON.stringify(name)} must be a string, number or boolean.`);
+  return invalidParameter(name, `The JSON member ${JSON.stringify(name)} must be a string, number or boolean.`);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { OPTION_PARAMETERS } from './options';
+import { parametersOfKind } from './parameters';
 
 export const REDACTED = '[redacted]';
 
@@ -7,7 +7,7 @@ export const REDACTED = '[redacted]';
  * request was served and nothing about who sent it. Only these names show a
  * value, so `api_key`, `token` or `X-Amz-Signature` never do.
  */
-const LOGGED_VALUES: ReadonlySet<string> = new Set(OPTION_PARAMETERS);
+const LOGGED_VALUES: ReadonlySet<string> = new Set(parametersOfKind('value'));
 const LONGEST_LOGGED = 64;
 
 /** A long run of base64 or URL-safe characters with letters and digits: an API key, a signature, a JWT. */

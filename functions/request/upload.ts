@@ -1,16 +1,12 @@
 import busboy from 'busboy';
 import type { IncomingHttpHeaders } from 'node:http';
-import { ApiError, payloadTooLarge } from '../errors';
+import { ApiError, invalidParameter, payloadTooLarge } from '../errors';
 import { checkFormFieldCount, decodeName, notAnObject, notScalar, scanJsonObject, tooManyFields } from './fieldScan';
-import { parameterTable, repeatedParameter } from './options';
-
-/** Multipart file fields that carry the image: remove.bg's name and two common ones. */
-export const IMAGE_FIELDS: readonly string[] = ['image_file', 'image', 'file'];
-const BACKGROUND_FIELD = 'bg_image_file';
+import { type FileParameter, fileFieldsOf, fileParameterOfField, parameterTable, parametersOfKind, repeatedParameter } from './parameters';
 
 export interface RequestBody {
-  /** Uploaded files by parameter name: `image_file` (from any IMAGE_FIELDS, or a raw image body) and `bg_image_file`. */
-  files: Partial<Record<'image_file' | 'bg_image_file', Buffer>>;
+  /** Uploaded files by parameter name (a multipart field may use one of the parameter's aliases; a raw image body is `image_file`). */
+  files: Partial<Record<FileParameter, Buffer>>;
   /** Every other parameter in the body: multipart fields, form fields or JSON members. */
   fields: Record<string, string>;
 }
@@ -25,6 +21,9 @@ export interface RawRequest {
   rawBody?: Buffer;
 }
 
+/** What an unexpected file field should have been. */
+const FILE_FIELDS_HINT = `send the image as ${fileFieldsOf('image')[0]} and a background as ${parametersOfKind('file', 'background').join(' or ')}`;
+
 /** Fields in one body, whatever its kind: far more than any request needs. */
 const MAX_FIELDS = 50;
 const MAX_FILES = 5;
@@ -34,7 +33,7 @@ function maxFieldBytes(limits: UploadLimits): number {
 }
 
 function fieldTooLong(name: string, limits: UploadLimits): ApiError {
-  return new ApiError('invalid_parameter', `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`);
+  return invalidParameter(name, `The field ${name} is longer than ${maxFieldBytes(limits)} bytes.`);
 }
 
 function tooLarge(limits: UploadLimits): ApiError {
@@ -66,16 +65,16 @@ function parseMultipart(request: RawRequest, body: Buffer, limits: UploadLimits)
     parser.on('file', (name, stream) => {
       // A truncated body errors the file stream too; unhandled, that would crash the process.
       stream.on('error', (error: Error) => fail(new ApiError('bad_request', `Malformed multipart body: ${error.message}.`)));
-      const key = IMAGE_FIELDS.includes(name) ? 'image_file' : name === BACKGROUND_FIELD ? BACKGROUND_FIELD : null;
-      const earlier = key === null ? undefined : fileFields[key];
-      if (key === null) {
-        fail(new ApiError('invalid_parameter', `Unexpected file field ${JSON.stringify(name)}: send the image as image_file and a background as bg_image_file.`));
+      const key = fileParameterOfField(name);
+      const earlier = key === undefined ? undefined : fileFields[key];
+      if (key === undefined) {
+        fail(invalidParameter(name, `Unexpected file field ${JSON.stringify(name)}: ${FILE_FIELDS_HINT}.`));
       } else if (earlier === name) {
         fail(repeatedParameter(name, 'multipart body'));
       } else if (earlier !== undefined) {
-        fail(new ApiError('invalid_parameter', `The image is given twice in the multipart body, as ${earlier} and ${name}: send one.`));
+        fail(invalidParameter(name, `The image is given twice in the multipart body, as ${earlier} and ${name}: send one.`));
       }
-      if (key === null || earlier !== undefined) {
+      if (key === undefined || earlier !== undefined) {
         stream.resume();
         return;
       }

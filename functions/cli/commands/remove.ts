@@ -8,14 +8,8 @@ import { Logger } from '../../log';
 import { resolveModel } from '../../model/selection';
 import type { RemovalOptions } from '../../pipeline/options';
 import type { OutputFormat } from '../../pipeline/types';
-import {
-  BACKGROUND_IMAGE_PARAMETERS,
-  checkParameterNames,
-  IMAGE_PARAMETERS,
-  parameterTable,
-  type RequestParameters,
-  parseRemovalOptions,
-} from '../../request/options';
+import { parseRemovalOptions } from '../../request/options';
+import { checkParameterNames, PARAMETER_NAMES, parametersOfKind, parameterTable, type RequestParameters } from '../../request/parameters';
 import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
 import { expandInputs, type InputFile, type InputProblem, isFolderTarget, isSingleFile } from '../inputs';
 import { type BatchOutcome, BatchReporter } from '../progress';
@@ -105,7 +99,7 @@ const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = {
   '.zip': 'zip',
 };
 /** Inputs are files on the command line; the API's ways of sending images do not apply. */
-const IMAGE_SOURCE_PARAMETERS: ReadonlySet<string> = new Set([...IMAGE_PARAMETERS, ...BACKGROUND_IMAGE_PARAMETERS]);
+const IMAGE_SOURCE_PARAMETERS: ReadonlySet<string> = new Set(PARAMETER_NAMES.filter((name) => !parametersOfKind('value').includes(name)));
 const STDIO = '-';
 
 /** The CLI always knows its output format before it runs. */
