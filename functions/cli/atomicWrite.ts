@@ -11,8 +11,9 @@ import path from 'node:path';
 export async function writeFileAtomically(output: string, body: Buffer, overwrite: boolean): Promise<void> {
   await fs.mkdir(path.dirname(output), { recursive: true });
   const temporary = `${output}.${process.pid}.tmp`;
-  await fs.writeFile(temporary, body);
   try {
+    // Inside the try: a write cut short (a full disk) leaves a partial temporary file too.
+    await fs.writeFile(temporary, body);
     if (overwrite) await fs.rename(temporary, output);
     else await linkExclusively(temporary, output);
   } finally {
