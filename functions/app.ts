@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { createCallerGate, withCallerCheck } from './access/callers';
 import { withCors } from './access/cors';
 import { createRateLimiter } from './access/rateLimit';
@@ -12,7 +10,7 @@ import { createWarmups, WARMUP_METHODS, warmupHandler } from './handlers/warmup'
 import { type HttpHandler, type HttpRequest, withRequestLog } from './http';
 import { Logger } from './log';
 import { ModelHolder, type ModelLoader } from './model/holder';
-import { PROJECT_ROOT } from './paths';
+import { packageVersion } from './paths';
 
 export interface Services {
   config: Config;
@@ -21,11 +19,6 @@ export interface Services {
   logger: Logger;
   /** `models` is served by the local server only; the deployed functions are the other three. */
   handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler; models: HttpHandler };
-}
-
-export function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
-  return manifest.version;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -9,3 +10,9 @@ import path from 'node:path';
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 /** The models directory when MODELS_DIR is unset: the weights `models fetch` writes beside models/registry.json. */
 export const DEFAULT_MODELS_DIR = path.join(PROJECT_ROOT, 'models');
+
+/** package.json's version: health reports it, and `detourage --version` prints it. */
+export function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return manifest.version;
+}

@@ -5,8 +5,8 @@
  * thread would keep it alive, but only after stdout and stderr have drained,
  * so an image piped to stdout is never cut short.
  */
-import { packageVersion } from '../app';
 import { ConfigError } from '../config';
+import { packageVersion } from '../paths';
 import { EXIT, UsageError } from './args';
 import type { Command } from './commands/command';
 import { keysCommand } from './commands/keys';

@@ -1,24 +1,26 @@
-import { constants as fsConstants } from 'node:fs';
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { createServices } from '../../app';
 import type { Config } from '../../config';
 import { ApiError } from '../../errors';
 import { Logger } from '../../log';
-import { resolveModel } from '../../model/selection';
+import { ModelHolder } from '../../model/holder';
 import type { RemovalOptions } from '../../pipeline/options';
-import type { OutputFormat } from '../../pipeline/types';
 import { parseRemovalOptions } from '../../request/options';
-import { checkParameterNames, PARAMETER_NAMES, parametersOfKind, parameterTable, type RequestParameters } from '../../request/parameters';
+import { checkParameterNames, cliFlags, parametersOfKind, parameterTable, type RequestParameters } from '../../request/parameters';
 import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
-import { expandInputs, type InputFile, type InputProblem, isFolderTarget, isSingleFile } from '../inputs';
-import { type BatchOutcome, BatchReporter } from '../progress';
+import { type Batch, runBatch } from '../batch';
+import { expandInputs } from '../inputs';
+import { chooseTarget, formatOfFileName, type OutputEncoding, planJob, STDIO } from '../outputs';
 import type { Command } from './command';
 
-/** Flags that are HTTP parameters under the same name, `-` for `_`. */
-const PARAMETER_FLAGS = ['format', 'type', 'bg-color', 'model', 'channels', 'crop', 'refine', 'size'] as const;
+/** The parameters the request contract offers as flags of their own, under the same name with `-` for `_`. */
+const PARAMETER_FLAGS = cliFlags().map((entry) => ({ ...entry, option: entry.name.replaceAll('_', '-') }));
 /** Flags that may be given without a value, meaning `true`. */
-const BARE_TRUE_FLAGS = ['crop', 'refine'];
+const BARE_TRUE_FLAGS = PARAMETER_FLAGS.filter((entry) => entry.flag === 'bare').map((entry) => entry.option);
+/** Said where the CLI differs from the API. */
+const CLI_NOTES: Readonly<Record<string, string>> = {
+  format: 'default png: an output file needs its extension',
+  model: 'sets MODEL; see detourage models list',
+  crop: 'margin: -p crop_margin=10%',
+};
 
 const OPTIONS = {
   output: { type: 'string', short: 'o' },
@@ -27,15 +29,31 @@ const OPTIONS = {
   quiet: { type: 'boolean', short: 'q' },
   param: { type: 'string', short: 'p', multiple: true },
   help: { type: 'boolean', short: 'h' },
-  format: { type: 'string' },
-  type: { type: 'string' },
-  'bg-color': { type: 'string' },
+  // A flag from the table too; named here as well so that its value is typed, for MODEL.
   model: { type: 'string' },
-  channels: { type: 'string' },
-  crop: { type: 'string' },
-  refine: { type: 'string' },
-  size: { type: 'string' },
+  ...Object.fromEntries(PARAMETER_FLAGS.map((entry) => [entry.option, { type: 'string' } as const])),
 } as const;
+
+const HELP_WIDTH = 80;
+const FLAG_COLUMN = 30;
+
+/** `text` in lines of at most HELP_WIDTH columns, the first after `first`, the rest indented to FLAG_COLUMN. */
+function helpEntry(first: string, text: string): string {
+  const lines: string[] = [];
+  let line = first.padEnd(FLAG_COLUMN - 1);
+  for (const word of text.split(' ')) {
+    if (line.length + 1 + word.length > HELP_WIDTH && line.trim() !== '') {
+      lines.push(line);
+      line = ' '.repeat(FLAG_COLUMN - 1);
+    }
+    line += ` ${word}`;
+  }
+  return [...lines, line].join('\n');
+}
+
+const PARAMETER_HELP = PARAMETER_FLAGS.map(({ name, option, flag, doc }) =>
+  helpEntry(`  --${option}${flag === 'bare' ? '[=BOOL]' : ' VALUE'}`, CLI_NOTES[name] ? `${doc}; ${CLI_NOTES[name]}` : doc),
+).join('\n');
 
 const USAGE = `Usage: detourage remove <input...> [-o FILE|DIR] [options]
 
@@ -62,17 +80,8 @@ Output:
   An existing output is never overwritten without --force: that input fails.
 
 Parameters (the HTTP API's, checked by the same parser; see README "API"):
-  --format png|jpeg|webp|zip  output format (default png; zip holds color.jpg
-                              and alpha.png)
-  --channels rgba|alpha       alpha: the matte alone as a grayscale image
-  --bg-color COLOUR           composite onto a colour (ff0000, #f00, ff000080,
-                              or a CSS name such as white)
-  --model NAME                model to run (sets MODEL; see "detourage models list")
-  --crop[=BOOL]               crop to the subject (margin: -p crop_margin=10%)
-  --size VALUE                preview, medium, hd, 4k, full, or e.g. 2MP
-  --refine[=BOOL]             refine edges and their colours
-  -p, --param NAME=VALUE      any other parameter by its API name (scale,
-                              position, roi, quality, post_process, type...)
+${PARAMETER_HELP}
+${helpEntry('  -p, --param NAME=VALUE', 'any other parameter by its API name (scale, position, roi, quality, post_process...)')}
 
 Options:
   -f, --force                 overwrite existing outputs
@@ -90,38 +99,11 @@ Examples:
   detourage remove 'shots/*.jpg' -o out/ --bg-color ffffff --format jpeg
   cat photo.jpg | detourage remove - > cutout.png`;
 
-const EXTENSIONS: Record<OutputFormat, string> = { png: 'png', webp: 'webp', jpeg: 'jpg', zip: 'zip' };
-const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = {
-  '.png': 'png',
-  '.webp': 'webp',
-  '.jpg': 'jpeg',
-  '.jpeg': 'jpeg',
-  '.zip': 'zip',
-};
 /** Inputs are files on the command line; the API's ways of sending images do not apply. */
-const IMAGE_SOURCE_PARAMETERS: ReadonlySet<string> = new Set(PARAMETER_NAMES.filter((name) => !parametersOfKind('value').includes(name)));
-const STDIO = '-';
+const IMAGE_SOURCE_PARAMETERS: ReadonlySet<string> = new Set([...parametersOfKind('file'), ...parametersOfKind('base64'), ...parametersOfKind('url')]);
 
 /** The CLI always knows its output format before it runs. */
-type CliOptions = RemovalOptions & { encode: { format: OutputFormat } };
-
-type Target =
-  | { kind: 'beside' }
-  | { kind: 'folder'; path: string }
-  | { kind: 'file'; path: string }
-  | { kind: 'stdout' };
-
-interface Job {
-  /** For messages. */
-  label: string;
-  input: InputFile | typeof STDIO;
-  /** A path, or STDIO for standard output. */
-  output: string;
-}
-
-function parameterName(flag: string): string {
-  return flag.replaceAll('-', '_');
-}
+type CliOptions = RemovalOptions & { encode: OutputEncoding };
 
 function collectParameters(values: Readonly<Record<string, unknown>>, params: readonly string[]): Record<string, string> {
   const parameters = parameterTable();
@@ -130,9 +112,9 @@ function collectParameters(values: Readonly<Record<string, unknown>>, params: re
     if (separator <= 0) throw new UsageError(`--param takes NAME=VALUE, got ${JSON.stringify(param)}`);
     parameters[param.slice(0, separator)] = param.slice(separator + 1);
   }
-  for (const flag of PARAMETER_FLAGS) {
-    const value = values[flag];
-    if (typeof value === 'string') parameters[parameterName(flag)] = value;
+  for (const { name, option } of PARAMETER_FLAGS) {
+    const value = values[option];
+    if (typeof value === 'string') parameters[name] = value;
   }
   return parameters;
 }
@@ -157,130 +139,13 @@ function parseOptions(parameters: RequestParameters): CliOptions {
   }
 }
 
-async function chooseTarget(inputs: readonly string[], output: string | undefined): Promise<Target> {
-  const fromStdin = inputs.includes(STDIO);
-  if (fromStdin && inputs.length > 1) throw new UsageError('"-" (standard input) cannot be combined with other inputs');
-  const single = fromStdin || (await isSingleFile(inputs));
-  if (output === undefined) return fromStdin ? { kind: 'stdout' } : { kind: 'beside' };
-  if (output === STDIO) {
-    if (!single) throw new UsageError('-o - (standard output) takes a single input');
-    return { kind: 'stdout' };
-  }
-  if (await isFolderTarget(output)) return { kind: 'folder', path: output };
-  if (single) return { kind: 'file', path: output };
-  if (!(await exists(output)) && FORMAT_BY_EXTENSION[path.extname(output).toLowerCase()] === undefined) {
-    return { kind: 'folder', path: output };
-  }
-  throw new UsageError(`-o ${output} names a file, but several inputs (or a folder, or a pattern) need an output folder`);
-}
-
-function outputName(input: string, options: CliOptions, suffix: boolean): string {
-  const stem = path.basename(input, path.extname(input));
-  const extension = EXTENSIONS[options.encode.format];
-  return suffix ? `${stem}.${options.encode.channels === 'alpha' ? 'mask' : 'cutout'}.${extension}` : `${stem}.${extension}`;
-}
-
-function planJob(input: InputFile | typeof STDIO, target: Target, options: CliOptions): Job {
-  const label = input === STDIO ? 'stdin' : input.path;
-  switch (target.kind) {
-    case 'stdout':
-      return { label, input, output: STDIO };
-    case 'file':
-      return { label, input, output: target.path };
-    case 'folder': {
-      const output =
-        input === STDIO
-          ? path.join(target.path, `stdin.${EXTENSIONS[options.encode.format]}`)
-          : path.join(target.path, input.subdirectory, outputName(input.path, options, false));
-      return { label, input, output };
-    }
-    case 'beside':
-      if (input === STDIO) throw new Error('standard input always has a target');
-      return { label, input, output: path.join(path.dirname(input.path), outputName(input.path, options, true)) };
-  }
-}
-
-/**
- * Written beside the target and then moved into place, so an interrupted run
- * never leaves a truncated output that a re-run would keep. Without --force the
- * move is a hard link, which fails if the output appeared since the check.
- */
-async function writeOutput(output: string, body: Buffer, force: boolean): Promise<void> {
-  if (output === STDIO) {
-    await new Promise<void>((resolve, reject) => process.stdout.write(body, (error) => (error ? reject(error) : resolve())));
-    return;
-  }
-  await fs.mkdir(path.dirname(output), { recursive: true });
-  const temporary = `${output}.${process.pid}.tmp`;
-  await fs.writeFile(temporary, body);
-  try {
-    if (force) await fs.rename(temporary, output);
-    else await linkExclusively(temporary, output);
-  } finally {
-    await fs.rm(temporary, { force: true });
-  }
-}
-
-/** Some file systems (FAT, some network mounts) have no hard links: an exclusive copy is the next best. */
-async function linkExclusively(source: string, target: string): Promise<void> {
-  try {
-    await fs.link(source, target);
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw error;
-    await fs.copyFile(source, target, fsConstants.COPYFILE_EXCL);
-  }
-}
-
-async function exists(filePath: string): Promise<boolean> {
-  try {
-    await fs.access(filePath);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function readStdin(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-/** Node's `ENOENT: no such file or directory, open 'x'` repeats the path the report line already shows. */
-function describe(error: unknown): string {
-  const { code, message } = error as { code?: unknown; message?: unknown };
-  const known: Record<string, string> = {
-    ENOENT: 'no such file or directory',
-    EACCES: 'permission denied',
-    EISDIR: 'is a folder',
-    ENOSPC: 'no space left on the device',
-  };
-  if (typeof code === 'string' && known[code]) return known[code];
-  return typeof message === 'string' ? message : String(error);
-}
-
-function outputExists(output: string): string {
-  return `${output} already exists (--force overwrites it)`;
-}
-
-interface Plan {
-  jobs: Job[];
-  /** Inputs that named nothing, reported as failures. */
-  problems: InputProblem[];
-  options: CliOptions;
-  config: Config;
-  force: boolean;
-  quiet: boolean;
-}
-
 /** Everything that can be wrong with the command line is found here, before any model is loaded. */
-async function plan(values: Values, positionals: string[]): Promise<Plan> {
+async function plan(values: Values, positionals: string[]): Promise<Batch> {
   if (positionals.length === 0) throw new UsageError('no input given');
   const fromStdin = positionals.includes(STDIO);
   const target = await chooseTarget(positionals, values.output);
   const parameters = collectParameters(values, values.param ?? []);
-  const extensionFormat = target.kind === 'file' ? FORMAT_BY_EXTENSION[path.extname(target.path).toLowerCase()] : undefined;
+  const extensionFormat = target.kind === 'file' ? formatOfFileName(target.path) : undefined;
   if (extensionFormat && parameters.format === undefined) parameters.format = extensionFormat;
   const options = parseOptions(parameters);
   if (extensionFormat && extensionFormat !== options.encode.format) {
@@ -295,7 +160,7 @@ async function plan(values: Values, positionals: string[]): Promise<Plan> {
   const config = loadConfigWith({ MODEL: values.model });
   const { files, problems } = fromStdin ? { files: [STDIO] as const, problems: [] } : await expandInputs(positionals, { recursive: values.recursive ?? false });
   return {
-    jobs: files.map((input) => planJob(input, target, options)),
+    jobs: files.map((input) => planJob(input, target, options.encode)),
     problems,
     options,
     config,
@@ -304,57 +169,17 @@ async function plan(values: Values, positionals: string[]): Promise<Plan> {
   };
 }
 
-async function execute({ jobs, problems, options, config, force, quiet }: Plan): Promise<BatchOutcome> {
-  const reporter = new BatchReporter(process.stderr, jobs.length + problems.length, { quiet });
-  for (const problem of problems) reporter.failed(problem.input, problem.message);
-  // The model loads on the first image that decodes, once for the whole run.
-  // The service's log lines would interleave with the batch report; they appear only when LOG_LEVEL asks.
+/**
+ * The holder alone, not the HTTP container around it. The service's log lines
+ * would interleave with the batch report; they appear only when LOG_LEVEL asks.
+ */
+function modelHolder(config: Config): ModelHolder {
   const logger = new Logger({
     level: config.logLevel,
     pretty: true,
     write: process.env.LOG_LEVEL ? (line) => process.stderr.write(`${line}\n`) : () => undefined,
   });
-  const { holder } = createServices(config, undefined, logger);
-  const { planRemoval, removeBackground } = await import('../../pipeline/removal');
-  const claimed = new Map<string, string>();
-  try {
-    for (const job of jobs) {
-      reporter.started(job.label);
-      const started = performance.now();
-      const outputKey = job.output === STDIO ? STDIO : path.resolve(job.output);
-      const earlier = claimed.get(outputKey);
-      if (earlier !== undefined) {
-        reporter.failed(job.label, `${job.output} is already the output of ${earlier}`);
-        continue;
-      }
-      claimed.set(outputKey, job.label);
-      // Checked before the work so that a re-run passes over finished images in a moment.
-      if (job.output !== STDIO && !force && (await exists(job.output))) {
-        reporter.failed(job.label, outputExists(job.output));
-        continue;
-      }
-      try {
-        const bytes = job.input === STDIO ? await readStdin() : await fs.readFile(job.input.path);
-        if (bytes.length === 0) throw new Error(`${job.input === STDIO ? 'standard input' : 'the file'} is empty`);
-        // One image at a time on the user's own machine: the limits apply, the server's memory admission does not.
-        const plan = await planRemoval({ image: bytes, backgroundImage: null, options }, resolveModel(config, options.model), config);
-        const result = await removeBackground(plan, { holder });
-        await writeOutput(job.output, result.image.body, force);
-        reporter.succeeded(job.label, job.output === STDIO ? 'stdout' : job.output, performance.now() - started);
-      } catch (error) {
-        // Without the model no other input can succeed either.
-        if (error instanceof ApiError && error.code === 'model_unavailable') {
-          throw new Error(error.message, { cause: error });
-        }
-        const code = (error as { code?: unknown }).code;
-        reporter.failed(job.label, code === 'EEXIST' ? outputExists(job.output) : describe(error));
-      }
-    }
-  } catch (error) {
-    reporter.finish({ summary: false });
-    throw error;
-  }
-  return reporter.finish();
+  return new ModelHolder(config, undefined, logger);
 }
 
 function parse(argv: string[]) {
@@ -369,7 +194,8 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return EXIT.ok;
   }
-  const outcome = await execute(await plan(values, positionals));
+  const batch = await plan(values, positionals);
+  const outcome = await runBatch(batch, modelHolder(batch.config));
   return outcome.failed > 0 ? EXIT.failed : EXIT.ok;
 }
 

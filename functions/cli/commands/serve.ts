@@ -1,4 +1,3 @@
-import { serveUntilTerminated } from '../../server';
 import { EXIT, loadConfigWith, parseCommandLine, UsageError } from '../args';
 import type { Command } from './command';
 
@@ -26,6 +25,8 @@ async function run(argv: string[]): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`serve takes no arguments, got ${positionals.join(' ')}`);
   const config = loadConfigWith({ PORT: values.port, MODEL: values.model });
+  // Here rather than at the top: every command is loaded by main.ts, and only this one needs express and the HTTP container.
+  const { serveUntilTerminated } = await import('../../server');
   await serveUntilTerminated(config, (line) => process.stdout.write(`${line}\n`));
   return EXIT.ok;
 }
