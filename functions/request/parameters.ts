@@ -128,7 +128,7 @@ export function cliFlags(): { name: ValueName; flag: CliFlag; doc: string }[] {
 }
 
 /** A parameter's trimmed text, or undefined when it is absent or empty. */
-export function parameterText(parameters: RequestParameters, name: string): string | undefined {
+export function parameterText(parameters: RequestParameters, name: ParameterName): string | undefined {
   const text = parameters[name]?.trim();
   return text ? text : undefined;
 }
