@@ -25,6 +25,11 @@ export interface Config {
    * fifth kept as margin, less what the models need loaded and inferring.
    */
   requestMemoryBytes: number;
+  /**
+   * MASK_CACHE_MB in bytes: the bound of the cache of model-resolution masks
+   * (pipeline/maskCache.ts), taken out of `requestMemoryBytes`; 0 turns it off.
+   */
+  maskCacheBytes: number;
   /** Intra-op threads for onnxruntime. */
   inferThreads: number;
   /** onnxruntime's CPU memory arena: 15–25% faster inference for about 250 MiB more peak memory. */
@@ -117,6 +122,12 @@ const CGROUP_LIMITS: readonly [Exclude<MemoryLimitSource, 'MEMORY_LIMIT_MB' | 'm
 
 /** Part of the memory kept out of the request budget: V8's heap, bodies being received or fetched, libvips' caches. */
 export const MEMORY_MARGIN = 0.2;
+/**
+ * A 1024² model's mask is 1 MiB, so 32 masks: the photos a few callers at a
+ * time are trying options on. On 2 GiB it takes the request budget from 638 to
+ * 606 MiB, which still holds the largest documented request, a 40 MP PNG (564 MiB).
+ */
+const DEFAULT_MASK_CACHE_MIB = 32;
 /** Below this the budget could not hold even a small removal: the configuration is refused at start. */
 const MIN_REQUEST_MEMORY_MIB = 64;
 
@@ -335,11 +346,14 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
   const memory = memoryLimit(env, problems, readText);
   const known = allowedModels.map(findModel).filter((entry) => entry !== undefined);
   const modelsMiB = modelsReserveMiB(known, maxLoadedModels, maxConcurrentInferences);
-  const requestMiB = Math.floor(memory.mib * (1 - MEMORY_MARGIN) - modelsMiB);
+  // The cache can be full while removals run, so its bound is reserved like the models'.
+  const maskCacheMiB = integerSetting(env, 'MASK_CACHE_MB', DEFAULT_MASK_CACHE_MIB, problems, 64 * 1024, 0);
+  const requestMiB = Math.floor(memory.mib * (1 - MEMORY_MARGIN) - modelsMiB - maskCacheMiB);
   if (requestMiB < MIN_REQUEST_MEMORY_MIB) {
     problems.push(
-      `${memory.mib} MiB of memory (from ${memory.source}) leaves ${requestMiB} MiB for requests: the models need about ${modelsMiB} MiB ` +
-        `and ${MEMORY_MARGIN * 100}% is kept as margin. Give the instance more memory, or lower MAX_LOADED_MODELS or MAX_CONCURRENT_INFERENCES.`,
+      `${memory.mib} MiB of memory (from ${memory.source}) leaves ${requestMiB} MiB for requests: the models need about ${modelsMiB} MiB, ` +
+        `the mask cache ${maskCacheMiB} MiB (MASK_CACHE_MB) and ${MEMORY_MARGIN * 100}% is kept as margin. ` +
+        'Give the instance more memory, or lower MAX_LOADED_MODELS, MAX_CONCURRENT_INFERENCES or MASK_CACHE_MB.',
     );
   }
 
@@ -358,6 +372,7 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
     memoryLimitMiB: memory.mib,
     memoryLimitSource: memory.source,
     requestMemoryBytes: Math.max(0, requestMiB) * MIB,
+    maskCacheBytes: maskCacheMiB * MIB,
     inferThreads: integerSetting(env, 'INFER_THREADS', os.availableParallelism(), problems, 64),
     cpuArena: booleanSetting(env, 'INFER_CPU_ARENA', false, problems),
     port: integerSetting(env, 'PORT', 8080, problems, 65535, 0),

@@ -20,6 +20,7 @@ test('defaults', () => {
   assert.equal(config.requestTimeoutMs, 55_000);
   assert.equal(config.maxOutputPixels, 40_000_000);
   assert.equal(config.maxConcurrentFetches, 4);
+  assert.equal(config.maskCacheBytes, 32 * 1024 * 1024);
   assert.ok(config.inferThreads >= 1);
 });
 
@@ -30,8 +31,8 @@ test('the memory comes from MEMORY_LIMIT_MB, else the cgroup (v2, then v1), else
   const gib2 = String(2 * 1024 ** 3);
   const fromSetting = loadConfig({ MEMORY_LIMIT_MB: '2048' }, files({ [v2]: String(4 * 1024 ** 3) }));
   assert.deepEqual([fromSetting.memoryLimitMiB, fromSetting.memoryLimitSource], [2048, 'MEMORY_LIMIT_MB']);
-  // 1638 MiB (80%) less isnet-fp32's measured 1000 MiB peak.
-  assert.equal(fromSetting.requestMemoryBytes, 638 * 1024 * 1024);
+  // 1638 MiB (80%) less isnet-fp32's measured 1000 MiB peak and the mask cache's 32 MiB.
+  assert.equal(fromSetting.requestMemoryBytes, 606 * 1024 * 1024);
   const fromV2 = loadConfig({}, files({ [v2]: `${gib2}\n`, [v1]: String(4 * 1024 ** 3) }));
   assert.deepEqual([fromV2.memoryLimitMiB, fromV2.memoryLimitSource], [2048, 'cgroup v2']);
   const fromV1 = loadConfig({}, files({ [v2]: 'max\n', [v1]: gib2 }));
@@ -39,7 +40,7 @@ test('the memory comes from MEMORY_LIMIT_MB, else the cgroup (v2, then v1), else
   // cgroup v1 writes a figure near 2^63 for "no limit".
   const unlimited = loadConfig({}, files({ [v1]: '9223372036854771712' }));
   assert.equal(unlimited.memoryLimitSource, 'machine');
-  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '1024' }), /1024 MiB of memory \(from MEMORY_LIMIT_MB\) leaves -181 MiB for requests: the models need about 1000 MiB/);
+  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '1024' }), /1024 MiB of memory \(from MEMORY_LIMIT_MB\) leaves -213 MiB for requests: the models need about 1000 MiB, the mask cache 32 MiB/);
   assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '2GiB' }), /MEMORY_LIMIT_MB must be a positive integer/);
 });
 
@@ -53,6 +54,7 @@ test('every variable is read', () => {
     MAX_INPUT_PIXELS: '2000',
     MAX_OUTPUT_PIXELS: '3000',
     MEMORY_LIMIT_MB: '16384',
+    MASK_CACHE_MB: '100',
     MAX_CONCURRENT_FETCHES: '3',
     INFER_THREADS: '3',
     INFER_CPU_ARENA: 'true',
@@ -84,8 +86,9 @@ test('every variable is read', () => {
       maxOutputPixels: 3000,
       memoryLimitMiB: 16384,
       memoryLimitSource: 'MEMORY_LIMIT_MB',
-      // 80% of 16384 MiB, less isnet-fp16's 1220 MiB peak and half of it for the second model and the second inference.
-      requestMemoryBytes: (Math.floor(16384 * 0.8) - 2440) * 1024 * 1024,
+      // 80% of 16384 MiB, less isnet-fp16's 1220 MiB peak, half of it for the second model and the second inference, and the mask cache.
+      requestMemoryBytes: (Math.floor(16384 * 0.8) - 2440 - 100) * 1024 * 1024,
+      maskCacheBytes: 100 * 1024 * 1024,
       maxConcurrentFetches: 3,
       inferThreads: 3,
       cpuArena: true,
@@ -121,6 +124,20 @@ test('invalid values are all named in one clear error', () => {
   );
   assert.throws(() => loadConfig({ MAX_UPLOAD_BYTES: '64000000' }), /MAX_UPLOAD_BYTES must be between 1 and 32000000/);
   assert.throws(() => loadConfig({ INFER_CPU_ARENA: 'yes please' }), /INFER_CPU_ARENA must be true or false/);
+});
+
+test('MASK_CACHE_MB: 0 turns the cache off, its bound comes out of the request budget, and a bad or too large value is refused', () => {
+  const mib = 1024 * 1024;
+  const off = loadConfig({ MEMORY_LIMIT_MB: '2048', MASK_CACHE_MB: '0' });
+  assert.deepEqual([off.maskCacheBytes, off.requestMemoryBytes], [0, 638 * mib]);
+  const large = loadConfig({ MEMORY_LIMIT_MB: '2048', MASK_CACHE_MB: '200' });
+  assert.deepEqual([large.maskCacheBytes, large.requestMemoryBytes], [200 * mib, 438 * mib]);
+  for (const value of ['-1', '1.5', '32MB', 'lots']) {
+    assert.throws(() => loadConfig({ MASK_CACHE_MB: value }), /MASK_CACHE_MB must be a positive integer/, value);
+  }
+  assert.throws(() => loadConfig({ MASK_CACHE_MB: '70000' }), /MASK_CACHE_MB must be between 0 and 65536, got 70000/);
+  // A bound that leaves the removals too little is refused at start, naming the setting to lower.
+  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '2048', MASK_CACHE_MB: '600' }), /leaves 38 MiB for requests: .*the mask cache 600 MiB \(MASK_CACHE_MB\).* or MASK_CACHE_MB\./);
 });
 
 test('ALLOWED_MODELS defaults to MODEL, * means the whole registry, and it must name registry models including MODEL', () => {
