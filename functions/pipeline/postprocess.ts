@@ -61,8 +61,13 @@ export async function fitMask(mask: AlphaMask, target: MaskTarget): Promise<Alph
  * `clean` is `post_process`: rembg's opening, blur and threshold, run on the
  * model's 1024² map, where it scores as well as at full size for a tenth of
  * the time at 12 MP (bench/NOTES.md). The upscale then antialiases its edge.
+ * Neither writes to `mask`, which may be the mask cache's.
  */
-export function postprocess(output: ModelOutput, method: MaskPostprocess, target: MaskTarget, clean = false): Promise<AlphaMask> {
-  const mask = modelMask(output, method);
+export function fitModelMask(mask: AlphaMask, target: MaskTarget, clean = false): Promise<AlphaMask> {
   return fitMask(clean ? cleanMask(mask) : mask, target);
+}
+
+/** The model's map → a full-size mask, in one step, for callers that keep no model-resolution mask. */
+export function postprocess(output: ModelOutput, method: MaskPostprocess, target: MaskTarget, clean = false): Promise<AlphaMask> {
+  return fitModelMask(modelMask(output, method), target, clean);
 }

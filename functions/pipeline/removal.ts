@@ -1,5 +1,6 @@
 import { ApiError } from '../errors';
 import type { ModelHolder } from '../model/holder';
+import type { LoadedModel } from '../model/session';
 import { colourBackdrop, imageBackdrop } from './backdrops';
 import type { Backdrop } from './composite';
 import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
@@ -9,15 +10,17 @@ import { checkEncodable, encode } from './encode';
 import { estimateForeground } from './colourEstimation';
 import { infer, inferMirrored } from './infer';
 import { layout } from './layout';
+import { maskKey, type MaskCache, type MaskCacheOutcome } from './maskCache';
 import { hardenInterior } from './maskFilters';
 import type { RemovalOptions } from './options';
-import { postprocess } from './postprocess';
+import { fitModelMask, modelMask } from './postprocess';
 import { preprocess } from './preprocess';
 import { refineMask } from './refine';
 import { castShadow } from './shadow';
-import type { Box, DecodedImage, EncodedImage, RgbImage } from './types';
+import type { AlphaMask, Box, DecodedImage, EncodedImage, RgbImage } from './types';
 
-export type Stage = 'decode' | 'load' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'shadow' | 'encode';
+/** `cache` is hashing the image and looking its mask up, when the instance has a mask cache. */
+export type Stage = 'decode' | 'load' | 'cache' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'shadow' | 'encode';
 export type StageTimings = Partial<Record<Stage, number>>;
 
 /** The bytes of one request's images, and what to do with them. */
@@ -33,6 +36,7 @@ export interface RemovalResult {
   /** The subject's box in the output image; null when the mask is empty. */
   foreground: Box | null;
   timings: StageTimings;
+  maskCache: MaskCacheOutcome;
 }
 
 export interface RemovalLimits {
@@ -52,6 +56,8 @@ export interface RemovalPlan {
 
 export interface RemovalContext {
   holder: ModelHolder;
+  /** The instance's masks at model resolution; none for the CLI or with MASK_CACHE_MB=0. */
+  maskCache?: MaskCache | undefined;
   /** Aborted when the client leaves or the deadline passes: no further stage starts. */
   signal?: AbortSignal;
 }
@@ -110,10 +116,42 @@ function edgeBand(width: number, height: number, inputSize: number): number {
 }
 
 /**
- * decode → load → preprocess → queue → infer → postprocess → refine → layout →
- * shadow → encode, refine and shadow only when asked for. Both images are
- * decoded before the model is touched, so bad input is refused without
- * loading it.
+ * The model's mask at its own resolution: from the cache when these bytes
+ * were seen at this working size with this model and quality, else
+ * preprocess → queue → infer, then stored. A hit takes no place in the
+ * inference queue; its memory was reserved by admission like any removal's.
+ */
+async function squareMask(
+  image: DecodedImage,
+  job: RemovalJob,
+  model: LoadedModel,
+  context: RemovalContext,
+  clock: Stopwatch,
+): Promise<{ mask: AlphaMask; maskCache: MaskCacheOutcome }> {
+  const { holder, maskCache } = context;
+  const { quality } = job.options;
+  const key = maskCache
+    ? await clock.time('cache', () => Promise.resolve(maskKey(job.image, { model: model.entry.name, quality, width: image.width, height: image.height })))
+    : undefined;
+  const cached = key === undefined ? undefined : maskCache?.get(key);
+  if (cached) return { mask: cached, maskCache: 'hit' };
+  const input = await clock.time('preprocess', () => preprocess(image, model.entry));
+  const queuedAt = performance.now();
+  // Both passes of quality=high run in one slot, so the request queues once.
+  const output = await holder.runInference(() => {
+    clock.timings.queue = performance.now() - queuedAt;
+    return clock.time('infer', () => (quality === 'high' ? inferMirrored(model, input) : infer(model, input)));
+  }, context.signal);
+  const mask = await clock.time('postprocess', () => Promise.resolve(modelMask(output, model.entry.postprocess)));
+  if (key !== undefined) maskCache?.set(key, mask);
+  return { mask, maskCache: key === undefined ? 'off' : 'miss' };
+}
+
+/**
+ * decode → load → (cache) → preprocess → queue → infer → postprocess → refine →
+ * layout → shadow → encode, refine and shadow only when asked for, and the
+ * three stages after the cache only on a miss. Both images are decoded before
+ * the model is touched, so bad input is refused without loading it.
  */
 export async function removeBackground(plan: RemovalPlan, context: RemovalContext): Promise<RemovalResult> {
   const clock = new Stopwatch(context.signal);
@@ -127,15 +165,9 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
       ? await clock.time('decode', () => decodeWithHeader(job.backgroundImage!, plan.background!, image.width * image.height))
       : null;
   const model = await clock.time('load', () => holder.get(options.model));
-  const input = await clock.time('preprocess', () => preprocess(image, model.entry));
-  const queuedAt = performance.now();
-  // Both passes of quality=high run in one slot, so the request queues once.
-  const output = await holder.runInference(() => {
-    clock.timings.queue = performance.now() - queuedAt;
-    return clock.time('infer', () => (options.quality === 'high' ? inferMirrored(model, input) : infer(model, input)));
-  }, context.signal);
+  const square = await squareMask(image, job, model, context, clock);
   let mask = await clock.time('postprocess', async () => {
-    const fitted = await postprocess(output, model.entry.postprocess, image, options.postProcess);
+    const fitted = await fitModelMask(square.mask, image, options.postProcess);
     return options.semitransparency ? fitted : hardenInterior(fitted, edgeBand(image.width, image.height, model.entry.inputSize));
   });
   let colours: RgbImage = image;
@@ -152,7 +184,7 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
   const encoded = await clock.time('encode', async () =>
     encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
   );
-  return { image: encoded, model: model.entry.name, foreground: laidOut.foreground, timings: clock.timings };
+  return { image: encoded, model: model.entry.name, foreground: laidOut.foreground, timings: clock.timings, maskCache: square.maskCache };
 }
 
 export interface WarmupResult {
