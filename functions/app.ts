@@ -10,11 +10,14 @@ import { createWarmups, WARMUP_METHODS, warmupHandler } from './handlers/warmup'
 import { type HttpHandler, type HttpRequest, withRequestLog } from './http';
 import { Logger } from './log';
 import { ModelHolder, type ModelLoader } from './model/holder';
+import { MaskCache } from './pipeline/maskCache';
 import { packageVersion } from './paths';
 
 export interface Services {
   config: Config;
   holder: ModelHolder;
+  /** The instance's model-resolution masks (MASK_CACHE_MB); undefined when 0. */
+  maskCache: MaskCache | undefined;
   admission: Admission;
   logger: Logger;
   /** `models` is served by the local server only; the deployed functions are the other three. */
@@ -32,7 +35,8 @@ export function createServices(config: Config, loader?: ModelLoader, logger?: Lo
   const log = logger ?? new Logger({ level: config.logLevel, pretty: process.stderr.isTTY === true });
   const holder = new ModelHolder(config, loader, log);
   const admission = createAdmission(config);
-  const deps = { config, holder, admission, warmups: createWarmups(holder, admission), version: packageVersion(), startedAt: Date.now() };
+  const maskCache = config.maskCacheBytes > 0 ? new MaskCache(config.maskCacheBytes) : undefined;
+  const deps = { config, holder, maskCache, admission, warmups: createWarmups(holder, admission), version: packageVersion(), startedAt: Date.now() };
   const gate = createCallerGate(config, now);
   const limiter = config.rateLimitPerMinute === undefined ? undefined : createRateLimiter(config.rateLimitPerMinute, now);
   /** `isWarmup` says which of a function's requests only warm the model, which a scheduler's token may send; undefined: no caller check. */
@@ -41,6 +45,7 @@ export function createServices(config: Config, loader?: ModelLoader, logger?: Lo
   return {
     config,
     holder,
+    maskCache,
     admission,
     logger: log,
     handlers: {

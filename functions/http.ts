@@ -79,7 +79,8 @@ export async function withRequestDeadline<T>(
  * One log line per request, written when the response is finished: method,
  * URL (redacted), status, latency and size in Cloud Logging's httpRequest shape, the
  * trace, a request id (echoed as X-Request-Id), and what the handler left in
- * `response.locals` (the caller's API key id, model, stage timings, error code).
+ * `response.locals` (the caller's API key id, model, stage timings, the mask
+ * cache's hit or miss, error code).
  */
 export function withRequestLog(logger: Logger, project: string | undefined, handler: HttpHandler): HttpHandler {
   return async (request, response) => {
@@ -93,6 +94,7 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
       const locals = response.locals as {
         model?: string;
         timings?: Record<string, number>;
+        maskCache?: string;
         error?: Record<string, string>;
         caller?: string;
       };
@@ -112,6 +114,7 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
         ...(locals.caller ? { caller: locals.caller } : {}),
         ...(locals.model ? { model: locals.model } : {}),
         ...(locals.timings ? { timingsMs: locals.timings } : {}),
+        ...(locals.maskCache ? { maskCache: locals.maskCache } : {}),
         ...(locals.error ? { error: locals.error } : {}),
       });
     });

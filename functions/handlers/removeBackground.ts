@@ -1,20 +1,28 @@
 import type { Config } from '../config';
 import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse, sendJson, withRequestDeadline } from '../http';
 import type { ModelHolder } from '../model/holder';
+import type { MaskCache, MaskCacheOutcome } from '../pipeline/maskCache';
 import type { RemovalResult, StageTimings } from '../pipeline/removal';
 import { readRemovalRequest } from '../request/removalRequest';
 import { type Admission, admit, neverFits } from './admission';
 import { respondWarm, type Warmups } from './warmup';
 
-export function serverTiming(timings: StageTimings): string {
-  return Object.entries(timings)
-    .map(([stage, ms]) => `${stage};dur=${ms.toFixed(1)}`)
-    .join(', ');
+/**
+ * One entry per stage that ran, and the mask cache's outcome as
+ * `cache;desc=hit` or `miss` (its `dur` the hashing and lookup), or
+ * `cache;desc=off` without a duration when the instance has no cache.
+ */
+export function serverTiming(timings: StageTimings, maskCache: MaskCacheOutcome): string {
+  const entries = Object.entries(timings).map(([stage, ms]) => `${stage}${stage === 'cache' ? `;desc=${maskCache}` : ''};dur=${ms.toFixed(1)}`);
+  if (timings.cache === undefined) entries.push(`cache;desc=${maskCache}`);
+  return entries.join(', ');
 }
 
 export interface RemovalDeps {
   config: Config;
   holder: ModelHolder;
+  /** Undefined when MASK_CACHE_MB=0. */
+  maskCache: MaskCache | undefined;
   admission: Admission;
   warmups: Warmups;
 }
@@ -37,7 +45,7 @@ function resultHeaders(result: RemovalResult): Record<string, string> {
     'X-Foreground-Left': String(box.left),
     'X-Foreground-Width': String(box.width),
     'X-Foreground-Height': String(box.height),
-    'Server-Timing': serverTiming(result.timings),
+    'Server-Timing': serverTiming(result.timings, result.maskCache),
   };
 }
 
@@ -80,10 +88,11 @@ async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, respon
     const images = await (removal.fetchesUrl ? admission.fetches.run(() => removal.readImages(signal), signal) : removal.readImages(signal));
     const plan = await planRemoval({ ...images, options: removal.options }, removal.model, config, wantsJson(request));
     if (plan.cost.bytes > admission.memory.capacity) throw neverFits(plan.cost, admission.memory.capacity, config);
-    return admit(admission, plan.cost.bytes, signal, () => removeBackground(plan, { holder: deps.holder, signal }));
+    return admit(admission, plan.cost.bytes, signal, () => removeBackground(plan, { holder: deps.holder, maskCache: deps.maskCache, signal }));
   });
   response.locals.model = result.model;
   response.locals.timings = Object.fromEntries(Object.entries(result.timings).map(([stage, ms]) => [stage, Math.round(ms)]));
+  response.locals.maskCache = result.maskCache;
   sendResult(request, response, result);
 }
 
