@@ -177,6 +177,47 @@ test('a request that fits only later waits for memory, holding no pixels, then r
   });
 });
 
+test('a cached mask takes no place in the inference queue, but waits for memory like any removal', async () => {
+  const entry = findModel('isnet-fp32')!;
+  const plan = await planRemoval({ image: PHOTO, backgroundImage: null, options: parseRemovalOptions({ type: 'mask' }) }, entry, loadConfig({}));
+  /** Other bytes (one after the JPEG's end), so not a hit, for about the same estimate. */
+  const other = Buffer.concat([PHOTO, Buffer.from([0])]);
+  const held = heldModel();
+  held.close();
+  // Room for one of these requests, not two.
+  await withServer({ requestMemoryBytes: Math.ceil(plan.cost.bytes * 1.5), maxQueue: 4 }, held, async (server) => {
+    const url = `${server.url}/remove-background?type=mask`;
+    held.open();
+    assert.equal((await postImage(url, PHOTO)).status, 200);
+    held.close();
+    const running = postImage(url, other);
+    await held.untilWaiting(1);
+    const hit = postImage(`${url}&crop=true`, PHOTO);
+    await until(() => server.detourage.admission.memory.queued === 1, 'the hit to wait for memory');
+    held.open();
+    const [first, second] = await Promise.all([running, hit]);
+    assert.deepEqual([first.status, second.status], [200, 200]);
+    assert.match(second.headers.get('server-timing') ?? '', /cache;desc=hit/);
+  });
+  const ample = heldModel();
+  ample.close();
+  await withServer({ maxQueue: 4 }, ample, async (server) => {
+    const url = `${server.url}/remove-background?type=mask`;
+    ample.open();
+    assert.equal((await postImage(url, PHOTO)).status, 200);
+    ample.close();
+    const running = postImage(url, other);
+    await ample.untilWaiting(1);
+    // Answered while the other request holds the one inference place.
+    const hit = await postImage(`${url}&crop=true`, PHOTO);
+    assert.equal(hit.status, 200);
+    assert.doesNotMatch(hit.headers.get('server-timing') ?? '', /queue;|infer;/);
+    assert.equal(ample.waiting, 1);
+    ample.open();
+    assert.equal((await running).status, 200);
+  });
+});
+
 /** A plain 6300x6300 JPEG: 40 MP from a header, tiny on the wire. */
 async function hugeJpeg(): Promise<Buffer> {
   return sharp({ create: { width: 6300, height: 6300, channels: 3, background: { r: 40, g: 90, b: 160 } } })
