@@ -36,12 +36,18 @@ const STOP_GRACE_MS = 5_000;
 /** What scripts/deploy.sh sets for the functions' runtime, so the bench's memory is the deployed one. */
 export const DEPLOYED_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
+/**
+ * The benchmarks and tools send the same images again and again to measure
+ * each pass, so the mask cache is off unless `env` turns it on.
+ */
+const UNCACHED_ENV: Readonly<Record<string, string>> = { MASK_CACHE_MB: '0' };
+
 /** Spawns the compiled local server; `env` adds to (or overrides) this process's environment. */
 export async function spawnServer(env: Record<string, string>): Promise<ServerProcess> {
   const port = await freeLoopbackPort();
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'functions', 'server.js')], {
-    env: { ...process.env, ...env, PORT: String(port) },
+    env: { ...process.env, ...UNCACHED_ENV, ...env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
