@@ -52,6 +52,7 @@ function mib(bytes: number): string {
 export interface MemoryDescription {
   memoryLimitMiB: number;
   memoryLimitSource: string;
+  maskCacheBytes: number;
 }
 
 export function neverFits(cost: CostEstimate, capacity: number, memory: MemoryDescription): ApiError {
@@ -64,7 +65,8 @@ export function neverFits(cost: CostEstimate, capacity: number, memory: MemoryDe
   return new ApiError(
     'image_too_large',
     `This request would need about ${mib(cost.bytes)} of memory (${parts}) for a ${describeSize(cost.width, cost.height)} image, more than the ${mib(capacity)} ` +
-      `this instance can give one request (${memory.memoryLimitMiB} MiB from ${memory.memoryLimitSource}, less the model and a margin). ` +
+      `this instance can give one request (${memory.memoryLimitMiB} MiB from ${memory.memoryLimitSource}, less the model` +
+      `${memory.maskCacheBytes > 0 ? `, ${mib(memory.maskCacheBytes)} of mask cache (MASK_CACHE_MB)` : ''} and a margin). ` +
       `It is too large because of ${cause === 'image' ? 'the image size' : cause}: ${ADVICE[cause]}.`,
   );
 }
