@@ -359,6 +359,12 @@ fi
 deploy_function removeBackground "$protected_auth_flag" "$memory" "$cpu" "$min_instances" "$max_instances" "$concurrency"
 deploy_function warmup "$protected_auth_flag" "$memory" "$cpu" "$WARMUP_MIN_INSTANCES" "$WARMUP_MAX_INSTANCES" "$concurrency"
 deploy_function health "$health_auth_flag" "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_MIN_INSTANCES" "$HEALTH_MAX_INSTANCES" "$HEALTH_CONCURRENCY"
+# Session affinity sends a client's next requests to the instance that served
+# it (a Cloud Run cookie, best effort), where the mask cache holds its photo's
+# mask. gcloud functions deploy has no flag for it, so the function's Cloud Run
+# service (its name in lower case) is updated, on every deploy, and last: a
+# failure here (it needs run.services.update) leaves the three functions deployed.
+run gcloud run services update "${SERVING_FUNCTION,,}" --project="$PROJECT" --region="$REGION" --session-affinity
 
 if ! $DRY_RUN; then
   if ((${#warmup_accounts[@]} > 0)); then

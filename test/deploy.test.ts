@@ -88,8 +88,18 @@ const SERVICE_ACCOUNT = `warmer@${PROJECT}.iam.gserviceaccount.com`;
 const DEFAULT_WARMER = `detourage-warmer@${PROJECT}.iam.gserviceaccount.com`;
 const FAKE_URL = 'https://removebackground-abc123-uc.a.run.app';
 
+/** What deploy.sh runs after the three deploys: removeBackground's Cloud Run service, by its lower-case name. */
+function sessionAffinity(region = 'us-central1', project = PROJECT): string[] {
+  return ['run', 'services', 'update', 'removebackground', `--project=${project}`, `--region=${region}`, '--session-affinity'];
+}
+
+/** The three `functions deploy` calls, without the secret grant before them or the session affinity after. */
+function deploysOf(run: Run): string[][] {
+  return run.calls.filter((call) => call[0] === 'functions' && call[1] === 'deploy');
+}
+
 describe('deploy.sh', () => {
-  test('deploys the three functions, private, each on its tier', () => {
+  test('deploys the three functions, private, each on its tier, then turns on removeBackground\'s session affinity', () => {
     const run = runScript('deploy.sh', [`--project=${PROJECT}`]);
     assertSucceeded(run);
     assert.deepEqual(
@@ -98,6 +108,7 @@ describe('deploy.sh', () => {
         ['functions', 'deploy', 'removeBackground'],
         ['functions', 'deploy', 'warmup'],
         ['functions', 'deploy', 'health'],
+        ['run', 'services', 'update'],
       ],
     );
     const common = (name: string): string[] => [
@@ -130,6 +141,7 @@ describe('deploy.sh', () => {
         'functions', 'deploy', 'health', ...common('health'),
         '--memory=256Mi', '--cpu=0.167', '--min-instances=0', '--max-instances=3', '--concurrency=1', ...env,
       ],
+      sessionAffinity(),
     ]);
     assert.match(run.stderr, /schedule-warmup\.sh/);
   });
@@ -156,7 +168,8 @@ describe('deploy.sh', () => {
     });
     assertSucceeded(run);
     assert.deepEqual(run.calls[0]!.slice(0, 3), ['secrets', 'add-iam-policy-binding', 'hashes-from-env']);
-    const deploys = run.calls.slice(1);
+    assert.deepEqual(run.calls.at(-1), sessionAffinity('europe-west1'));
+    const deploys = deploysOf(run);
     const [removal, warmup, health] = deploys.map(flagsOf);
     assert.deepEqual(
       [removal, warmup].map((flags) => ['--memory', '--cpu', '--concurrency', '--timeout'].map((name) => flags?.get(name))),
@@ -248,7 +261,7 @@ describe('deploy.sh', () => {
       ]);
       // health stays as it was: private unless --allow-unauthenticated.
       assert.deepEqual(publicFlags(run), { removeBackground: true, warmup: true, health: false });
-      for (const call of run.calls.slice(2)) {
+      for (const call of deploysOf(run)) {
         const env = envVarsOf(call, '--set-env-vars');
         assert.equal(env.AUTH, 'api-key');
         // The scheduler's OIDC token reaches the service now: its account is trusted for warmups.
@@ -268,7 +281,7 @@ describe('deploy.sh', () => {
       const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth', 'api-key', `--service-account=${account}`, '--api-key-secret=my-hashes']);
       assertSucceeded(run);
       assert.deepEqual(run.calls[0], binding(account, 'my-hashes'));
-      for (const call of run.calls.slice(1)) {
+      for (const call of deploysOf(run)) {
         assert.equal(flagsOf(call).get('--service-account'), account);
         assert.equal(flagsOf(call).get('--set-secrets'), 'API_KEY_HASHES=my-hashes:latest');
       }
@@ -288,9 +301,9 @@ describe('deploy.sh', () => {
     test('firebase: the two public, FIREBASE_PROJECT_ID the deploy\'s project, no secret', () => {
       const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=firebase']);
       assertSucceeded(run);
-      assert.deepEqual(run.calls.map((call) => call.slice(0, 2)), [['functions', 'deploy'], ['functions', 'deploy'], ['functions', 'deploy']]);
+      assert.deepEqual(run.calls.map((call) => call.slice(0, 2)), [['functions', 'deploy'], ['functions', 'deploy'], ['functions', 'deploy'], ['run', 'services']]);
       assert.deepEqual(publicFlags(run), { removeBackground: true, warmup: true, health: false });
-      for (const call of run.calls) {
+      for (const call of deploysOf(run)) {
         const env = envVarsOf(call, '--set-env-vars');
         assert.equal(env.AUTH, 'firebase');
         assert.equal(env.FIREBASE_PROJECT_ID, PROJECT);
@@ -307,7 +320,7 @@ describe('deploy.sh', () => {
       ]);
       assertSucceeded(run);
       assert.deepEqual(publicFlags(run), { removeBackground: true, warmup: true, health: false });
-      for (const call of run.calls) {
+      for (const call of deploysOf(run)) {
         // A list with commas needs gcloud's other delimiter.
         assert.match(String(flagsOf(call).get('--set-env-vars')), /^\^;\^AUTH=app-check;/);
         const env = envVarsOf(call, '--set-env-vars');
@@ -331,7 +344,7 @@ describe('deploy.sh', () => {
     test('--no-warmup-service-account: a public deployment that trusts no warmup token, with a warning', () => {
       const run = runScript('deploy.sh', [`--project=${PROJECT}`, '--auth=firebase', '--no-warmup-service-account']);
       assertSucceeded(run);
-      for (const call of run.calls) assert.equal(envVarsOf(call, '--set-env-vars').WARMUP_SERVICE_ACCOUNTS, undefined);
+      for (const call of deploysOf(run)) assert.equal(envVarsOf(call, '--set-env-vars').WARMUP_SERVICE_ACCOUNTS, undefined);
       assert.match(run.stderr, /warning: no warmup account: the service will answer a scheduled warmup 401/);
       assert.doesNotMatch(run.stderr, /schedule-warmup\.sh/);
     });
@@ -339,7 +352,7 @@ describe('deploy.sh', () => {
     test('iam (the default) touches no secret', () => {
       const run = runScript('deploy.sh', [`--project=${PROJECT}`], { AUTH: 'iam' });
       assertSucceeded(run);
-      assert.deepEqual(run.calls.map((call) => call[1]), ['deploy', 'deploy', 'deploy']);
+      assert.deepEqual(run.calls.map((call) => call[1]), ['deploy', 'deploy', 'deploy', 'services']);
       assert.deepEqual(publicFlags(run), { removeBackground: false, warmup: false, health: false });
     });
 
@@ -367,7 +380,7 @@ describe('deploy.sh', () => {
           `gcloud secrets add-iam-policy-binding detourage-api-key-hashes --project=${PROJECT} ` +
             '--member=serviceAccount:"$project_number"-compute@developer.gserviceaccount.com --role=roles/secretmanager.secretAccessor',
         ]);
-        assert.equal(lines.length, 5);
+        assert.equal(lines.length, 6);
         const env = { FAKE_GCLOUD_PROJECT_NUMBER: '777' };
         const pasted = runPrinted(dry.stdout, env);
         assertSucceeded(pasted);
@@ -380,7 +393,7 @@ describe('deploy.sh', () => {
       assertSucceeded(dry);
       assert.deepEqual(dry.calls, []);
       const lines = dry.stdout.trimEnd().split('\n');
-      assert.equal(lines.length, 3);
+      assert.equal(lines.length, 4);
       assert.equal(
         lines[0],
         `gcloud functions deploy removeBackground --project=${PROJECT} --gen2 --region=us-central1 --runtime=nodejs22 ` +
@@ -434,6 +447,14 @@ describe('deploy.sh', () => {
     assert.match(run.stderr, /fake failure/);
   });
 
+  test('a failed session-affinity update fails the run, after all three functions are deployed', () => {
+    const run = runScript('deploy.sh', [`--project=${PROJECT}`], { FAKE_GCLOUD_FAIL: 'run services update' });
+    assert.notEqual(run.status, 0);
+    assert.equal(deploysOf(run).length, 3);
+    assert.deepEqual(run.calls.at(-1), sessionAffinity());
+    assert.match(run.stderr, /fake failure/);
+  });
+
   test('re-running deploys the same commands again (gcloud updates in place)', () => {
     const first = runScript('deploy.sh', [`--project=${PROJECT}`]);
     const second = runScript('deploy.sh', [`--project=${PROJECT}`]);
@@ -441,16 +462,17 @@ describe('deploy.sh', () => {
     assert.deepEqual(second.calls, first.calls);
   });
 
-  test('--dry-run prints one copy-pasteable command per function and runs nothing', () => {
+  test('--dry-run prints one copy-pasteable command per function, and the session affinity, and runs nothing', () => {
     const args = [`--project=${PROJECT}`, '--region=europe-west1', '--memory=3Gi', '--max-upload-bytes=1000000'];
     const dry = runScript('deploy.sh', [...args, '--dry-run']);
     assertSucceeded(dry);
     assert.deepEqual(dry.calls, []);
     const lines = dry.stdout.trimEnd().split('\n');
-    assert.equal(lines.length, 3);
+    assert.equal(lines.length, 4);
     for (const [index, name] of ['removeBackground', 'warmup', 'health'].entries()) {
       assert.ok(lines[index]!.startsWith(`gcloud functions deploy ${name} --project=${PROJECT} --gen2 --region=europe-west1 `), lines[index]);
     }
+    assert.equal(lines[3], `gcloud ${sessionAffinity('europe-west1').join(' ')}`);
     const live = runScript('deploy.sh', args);
     const pasted = runPrinted(dry.stdout);
     assertSucceeded(pasted);
@@ -471,7 +493,7 @@ describe('deploy.sh', () => {
     const pasted = runPrinted(dry.stdout);
     assertSucceeded(pasted);
     assert.deepEqual(
-      pasted.calls.map((call) => flagsOf(call).get('--source')),
+      deploysOf(pasted).map((call) => flagsOf(call).get('--source')),
       [copy, copy, copy],
     );
   });
@@ -733,7 +755,7 @@ test('docs/deploy.md shows what the scripts print, and README.md names every dep
       .stdout.trimEnd()
       .split('\n'),
   ];
-  assert.equal(printed.length, 7);
+  assert.equal(printed.length, 8);
   for (const line of printed) assert.ok(documented.has(line), `docs/deploy.md shows:\n${line}`);
   const help = runScript('deploy.sh', ['--help']).stdout;
   for (const [flag] of help.matchAll(/^ {2}--[a-z-]+/gm)) {
