@@ -25,7 +25,7 @@ export interface Services {
 }
 
 /**
- * Wires the handlers to one shared model holder. Each function answers CORS
+ * Wires the handlers to one shared model holder and one mask cache. Each function answers CORS
  * first (a preflight carries no credentials), then checks its caller, then runs.
  * health checks no caller: it reveals only the version and whether the model
  * is loaded, costs nothing, and uptime checks and load balancers must reach it
