@@ -158,63 +158,72 @@ test('a queued request whose client has gone is dropped before inference', async
   });
 });
 
-test('a request that fits only later waits for memory, holding no pixels, then runs', async () => {
+/** The estimate of a type=mask removal of PHOTO, and settings with room for one of them, not two. */
+async function roomForOne(): Promise<{ bytes: number; settings: Partial<Config> }> {
   const entry = findModel('isnet-fp32')!;
   const plan = await planRemoval({ image: PHOTO, backgroundImage: null, options: parseRemovalOptions({ type: 'mask' }) }, entry, loadConfig({}));
+  return { bytes: plan.cost.bytes, settings: { requestMemoryBytes: Math.ceil(plan.cost.bytes * 1.5), maxQueue: 4 } };
+}
+
+test('a request that fits only later waits for memory, holding no pixels, then runs', async () => {
+  const room = await roomForOne();
   const held = heldModel();
   held.close();
-  // Room for one of these requests, not two.
-  await withServer({ requestMemoryBytes: Math.ceil(plan.cost.bytes * 1.5), maxQueue: 4 }, held, async (server) => {
+  await withServer(room.settings, held, async (server) => {
     const url = `${server.url}/remove-background?type=mask`;
     const first = postImage(url, PHOTO);
     await held.untilWaiting(1);
     const second = postImage(url, PHOTO);
     await until(() => server.detourage.admission.memory.queued === 1, 'the second request to wait for memory');
-    assert.equal(server.detourage.admission.memory.inUse, plan.cost.bytes);
+    assert.equal(server.detourage.admission.memory.inUse, room.bytes);
     held.open();
     assert.deepEqual([(await first).status, (await second).status], [200, 200]);
     assert.equal(server.detourage.admission.memory.inUse, 0);
   });
 });
 
-test('a cached mask takes no place in the inference queue, but waits for memory like any removal', async () => {
-  const entry = findModel('isnet-fp32')!;
-  const plan = await planRemoval({ image: PHOTO, backgroundImage: null, options: parseRemovalOptions({ type: 'mask' }) }, entry, loadConfig({}));
-  /** Other bytes (one after the JPEG's end), so not a hit, for about the same estimate. */
-  const other = Buffer.concat([PHOTO, Buffer.from([0])]);
+/**
+ * Caches PHOTO's mask, then holds a removal of other bytes (PHOTO and one byte
+ * after its end: no hit, about the same estimate) at the model's door, so the
+ * one inference place is taken.
+ */
+async function cachedWhileInferenceHeld(server: LocalServer, held: HeldModel): Promise<{ url: string; running: Promise<Response> }> {
+  const url = `${server.url}/remove-background?type=mask`;
+  held.open();
+  assert.equal((await postImage(url, PHOTO)).status, 200);
+  held.close();
+  const running = postImage(url, Buffer.concat([PHOTO, Buffer.from([0])]));
+  await held.untilWaiting(1);
+  return { url, running };
+}
+
+test('a cached mask takes no place in the inference queue', async () => {
   const held = heldModel();
   held.close();
-  // Room for one of these requests, not two.
-  await withServer({ requestMemoryBytes: Math.ceil(plan.cost.bytes * 1.5), maxQueue: 4 }, held, async (server) => {
-    const url = `${server.url}/remove-background?type=mask`;
+  await withServer({ maxQueue: 4 }, held, async (server) => {
+    const { url, running } = await cachedWhileInferenceHeld(server, held);
+    // Answered while the other request holds the one inference place.
+    const hit = await postImage(`${url}&crop=true`, PHOTO);
+    assert.equal(hit.status, 200);
+    assert.match(hit.headers.get('server-timing') ?? '', /cache;desc=hit/);
+    assert.doesNotMatch(hit.headers.get('server-timing') ?? '', /queue;|infer;/);
+    assert.equal(held.waiting, 1);
     held.open();
-    assert.equal((await postImage(url, PHOTO)).status, 200);
-    held.close();
-    const running = postImage(url, other);
-    await held.untilWaiting(1);
+    assert.equal((await running).status, 200);
+  });
+});
+
+test('a cached mask still waits for memory like any removal', async () => {
+  const held = heldModel();
+  held.close();
+  await withServer((await roomForOne()).settings, held, async (server) => {
+    const { url, running } = await cachedWhileInferenceHeld(server, held);
     const hit = postImage(`${url}&crop=true`, PHOTO);
     await until(() => server.detourage.admission.memory.queued === 1, 'the hit to wait for memory');
     held.open();
     const [first, second] = await Promise.all([running, hit]);
     assert.deepEqual([first.status, second.status], [200, 200]);
     assert.match(second.headers.get('server-timing') ?? '', /cache;desc=hit/);
-  });
-  const ample = heldModel();
-  ample.close();
-  await withServer({ maxQueue: 4 }, ample, async (server) => {
-    const url = `${server.url}/remove-background?type=mask`;
-    ample.open();
-    assert.equal((await postImage(url, PHOTO)).status, 200);
-    ample.close();
-    const running = postImage(url, other);
-    await ample.untilWaiting(1);
-    // Answered while the other request holds the one inference place.
-    const hit = await postImage(`${url}&crop=true`, PHOTO);
-    assert.equal(hit.status, 200);
-    assert.doesNotMatch(hit.headers.get('server-timing') ?? '', /queue;|infer;/);
-    assert.equal(ample.waiting, 1);
-    ample.open();
-    assert.equal((await running).status, 200);
   });
 });
 
