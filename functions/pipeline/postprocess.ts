@@ -61,7 +61,6 @@ export async function fitMask(mask: AlphaMask, target: MaskTarget): Promise<Alph
  * `clean` is `post_process`: rembg's opening, blur and threshold, run on the
  * model's 1024² map, where it scores as well as at full size for a tenth of
  * the time at 12 MP (bench/NOTES.md). The upscale then antialiases its edge.
- * Neither writes to `mask`, which may be the mask cache's.
  */
 export function fitModelMask(mask: AlphaMask, target: MaskTarget, clean = false): Promise<AlphaMask> {
   return fitMask(clean ? cleanMask(mask) : mask, target);
