@@ -10,9 +10,7 @@ import { planRemoval, warm as warmModel } from '../functions/pipeline/removal';
 import { heldModel, type HeldModel } from './support/heldModel';
 import { fixture } from './support/images';
 import { type ErrorBody, postForm, postImage } from './support/http';
-import { startLocalServer } from './support/servers';
-
-type LocalServer = Awaited<ReturnType<typeof startLocalServer>>;
+import { type LocalServer, startLocalServer } from './support/servers';
 
 const tick = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const PHOTO = fixture('car-1.jpg');
@@ -194,7 +192,7 @@ test('on a 2 GiB instance a 40 MP crop with a 50% margin can never fit: 413 nami
     assert.match(error.message, /because of crop_margin: lower crop_margin/);
     assert.match(error.message, /2048 MiB from MEMORY_LIMIT_MB/);
     assert.equal(held.ran, 0);
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
   }, false);
 });
 
@@ -219,7 +217,7 @@ test('MAX_OUTPUT_PIXELS caps the canvas: a crop margin that grows past it is 413
     const error = await errorOf(await postImage(`${server.url}/remove-background`, PHOTO));
     assert.deepEqual([error.status, error.code], [413, 'image_too_large']);
     assert.match(error.message, /use size/);
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
     assert.equal((await postImage(`${server.url}/remove-background?size=0.1MP`, PHOTO)).status, 200);
   });
 });
@@ -233,7 +231,7 @@ test('a flood of warmups whose clients leave costs one inference at most, and th
       const controller = new AbortController();
       const answer = fetch(url, { signal: controller.signal }).catch(() => null);
       // Each client leaves once the server has its request, whatever the machine's speed.
-      await until(() => server.detourage.admission.requests.active > 0 || held.waiting > 0 || server.detourage.holder.loadCount > 0, 'the warmup to start');
+      await until(() => server.detourage.admission.requests.active > 0 || held.waiting > 0 || server.loadCount > 0, 'the warmup to start');
       controller.abort();
       return answer;
     });
