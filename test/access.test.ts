@@ -11,7 +11,8 @@ import { createRateLimiter } from '../functions/access/rateLimit';
 import { type Config, ConfigError, loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
 import { PROJECT_ROOT } from '../functions/paths';
-import { type LocalServer, type RunningServer, startLocalServer } from './support/servers';
+import { type RunningServer } from '../tools/lib/http';
+import { type LocalServer, startLocalServer } from './support/servers';
 
 const KEY = createApiKey();
 const OLD_KEY = createApiKey();

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
-import { claimsOf, type KeyServer, SCHEDULER_ACCOUNT, signingKey, type SigningKey, signToken, startKeyServer, TEST_PROJECT } from './support/keyServer';
-import { registerFunctions, type RunningServer, startFunction } from './support/servers';
+import { claimsOf, type KeyServer, SCHEDULER_ACCOUNT, signingKey, type SigningKey, signToken, startKeyServer, TEST_PROJECT } from '../tools/lib/keyServer';
+import { type RunningServer } from '../tools/lib/http';
+import { registerFunctions, startFunction } from './support/servers';
 
 const KEY = createApiKey();
 const PAGE = 'https://app.example.com';

@@ -8,8 +8,8 @@ import { findModel } from '../functions/model/registry';
 import { parseRemovalOptions } from '../functions/request/options';
 import { planRemoval, warm as warmModel } from '../functions/pipeline/removal';
 import { heldModel, type HeldModel } from './support/heldModel';
-import { fixture } from './support/images';
-import { type ErrorBody, postForm, postImage } from './support/http';
+import { fixture } from '../tools/lib/images';
+import { type ErrorBody, postForm, postImage } from '../tools/lib/http';
 import { type LocalServer, startLocalServer } from './support/servers';
 import { type AdmissionWatch, watchAdmission, watchGate } from './support/gates';
 

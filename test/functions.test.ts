@@ -4,9 +4,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { PROJECT_ROOT } from '../functions/paths';
-import { alphaChannel, fixture, rawPixels } from './support/images';
-import { bodyBytes, postForm, postImage } from './support/http';
-import { type CountedServices, registerFunctions, type RunningServer, startFunction } from './support/servers';
+import { alphaChannel, fixture, rawPixels } from '../tools/lib/images';
+import { bodyBytes, postForm, postImage, type RunningServer } from '../tools/lib/http';
+import { type CountedServices, registerFunctions, startFunction } from './support/servers';
 
 let health: RunningServer;
 let warmup: RunningServer;

@@ -8,9 +8,9 @@ import { ModelHolder } from '../functions/model/holder';
 import { findModel, modelFilePath, registry } from '../functions/model/registry';
 import type { LoadedModel } from '../functions/model/session';
 import { DEFAULT_MODELS_DIR } from '../functions/paths';
-import { fixture } from './support/images';
-import { type ErrorBody, postImage } from './support/http';
-import { type CountedServices, registerFunctions, type RunningServer, startFunction, startLocalServer } from './support/servers';
+import { fixture } from '../tools/lib/images';
+import { type ErrorBody, postImage, type RunningServer } from '../tools/lib/http';
+import { type CountedServices, registerFunctions, startFunction, startLocalServer } from './support/servers';
 
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (reason) => unhandled.push(reason));

@@ -19,8 +19,8 @@ import { DEFAULT_MODELS_DIR } from '../functions/paths';
 import { decodeImage } from '../functions/pipeline/decode';
 import { infer } from '../functions/pipeline/infer';
 import { preprocess } from '../functions/pipeline/preprocess';
-import { fixture } from './support/images';
-import { postImage } from './support/http';
+import { fixture } from '../tools/lib/images';
+import { postImage } from '../tools/lib/http';
 import { startLocalServer } from './support/servers';
 
 const DEFAULT = registry.default;

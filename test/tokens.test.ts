@@ -1,7 +1,7 @@
 /**
  * AUTH=firebase and app-check, and Cloud Scheduler's OIDC warmups on a public
  * function, through real HTTP against the local server, with Google's key
- * endpoints played by a local key server (test/support/keyServer.ts).
+ * endpoints played by a local key server (tools/lib/keyServer.ts).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -18,7 +18,7 @@ import {
   startKeyServer,
   TEST_PROJECT,
   unsignedToken,
-} from './support/keyServer';
+} from '../tools/lib/keyServer';
 import { type LocalServer, startLocalServer } from './support/servers';
 
 interface ErrorBody {

@@ -1,33 +1,10 @@
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import { createServices, type Services } from '../../functions/app';
 import { type Config, loadConfig } from '../../functions/config';
 import type { Logger } from '../../functions/log';
 import type { ModelLoader } from '../../functions/model/holder';
 import { loadModel } from '../../functions/model/session';
 import { createExpressApp } from '../../functions/server';
-
-export interface RunningServer {
-  url: string;
-  close(): Promise<void>;
-}
-
-export function listen(server: Server): Promise<RunningServer> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      resolve({
-        url: `http://127.0.0.1:${port}`,
-        close: () =>
-          new Promise<void>((done) => {
-            server.closeAllConnections();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
-}
+import { listen, type RunningServer } from '../../tools/lib/http';
 
 /** The functions functions/index.ts registers, by the names they are deployed under. */
 const FUNCTIONS = ['health', 'warmup', 'removeBackground'] as const;
