@@ -5,7 +5,7 @@
  * and checks the server still serves a correct cutout afterwards.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { multipartBody } from '../test/support/http';
+import { multipartBody } from '../tools/lib/http';
 import {
   type AttackImages,
   type ImageName,

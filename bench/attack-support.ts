@@ -6,8 +6,8 @@
  */
 import net from 'node:net';
 import sharp, { type Sharp } from 'sharp';
-import { type Answer, judgeAnswer, receive } from '../test/support/answers';
-import { fixture } from '../test/support/images';
+import { type Answer, judgeAnswer, receive } from '../tools/lib/answers';
+import { fixture } from '../tools/lib/images';
 import { type BenchImage, photoLikeJpeg } from './images';
 import { MIB, peakRssMiB, resetPeakRss, rssMiB } from './stats';
 

@@ -20,7 +20,7 @@ import { findModel, registry } from '../functions/model/registry';
 import { CALIBRATION } from '../functions/pipeline/cost';
 import { planRemoval } from '../functions/pipeline/removal';
 import { parseRemovalOptions } from '../functions/request/options';
-import { bodyBytes, postImage } from '../test/support/http';
+import { bodyBytes, postImage } from '../tools/lib/http';
 import { photoLikeJpeg } from './images';
 import { DEPLOYED_ENV, spawnServer, waitForHealth, warmup } from './server-process';
 import { MIB, peakRssMiB, resetPeakRss, round, rssMiB } from './stats';

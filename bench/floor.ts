@@ -12,7 +12,7 @@ import { preprocess } from '../functions/pipeline/preprocess';
 import { findModel, type ModelEntry, modelFilePath } from '../functions/model/registry';
 import { type SessionSettings, sessionOptions } from '../functions/model/session';
 import type { ModelInput } from '../functions/model/tensors';
-import { fixture } from '../test/support/images';
+import { fixture } from '../tools/lib/images';
 import { median, peakRssMiB, round } from './stats';
 
 export interface FloorResult {

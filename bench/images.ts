@@ -7,8 +7,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { PROJECT_ROOT } from '../functions/paths';
-import { fixture } from '../test/support/images';
-import { seededRandom } from '../test/support/random';
+import { fixture } from '../tools/lib/images';
+import { seededRandom } from '../tools/lib/random';
 
 export interface BenchImage {
   name: string;

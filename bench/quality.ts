@@ -28,9 +28,9 @@ import { defaultGuidedFilterOptions, type GuidedFilterOptions, refineMask } from
 import { sharp } from '../functions/pipeline/sharp';
 import { boxMean } from '../functions/pipeline/planes';
 import type { AlphaMask, DecodedImage, RgbImage } from '../functions/pipeline/types';
-import { alphaChannel, compareAlpha, fixture } from '../test/support/images';
+import { alphaChannel, compareAlpha, fixture } from '../tools/lib/images';
 import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
-import { seededRandom } from '../test/support/random';
+import { seededRandom } from '../tools/lib/random';
 import { benchImage } from './images';
 import { loadAverage, median, round, timed } from './stats';
 

@@ -6,7 +6,7 @@
  * each kind over keep-alive loopback, C at a time. Per kind it prints the
  * answer's status, the median and p99 latency, the server's CPU time per
  * request (from /proc/PID/stat) and its RSS rise, then one JSON line. Google's
- * key endpoint is a local key server (test/support/keyServer.ts), fetched once
+ * key endpoint is a local key server (tools/lib/keyServer.ts), fetched once
  * before measuring, as a warm instance has it.
  *
  * For scale, the last kinds are requests that pass the check: a missing image
@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
-import { claimsOf, forgedHs256, signingKey, signToken, startKeyServer, TEST_PROJECT } from '../test/support/keyServer';
+import { claimsOf, forgedHs256, signingKey, signToken, startKeyServer, TEST_PROJECT } from '../tools/lib/keyServer';
 import { DEPLOYED_ENV, spawnServer, waitForHealth } from './server-process';
 import { loadAverage, median, percentile, round, rssMiB } from './stats';
 

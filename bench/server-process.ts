@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../functions/paths';
-import { bodyBytes, postImage } from '../test/support/http';
+import { bodyBytes, postImage } from '../tools/lib/http';
 import type { BenchImage } from './images';
 import { parseServerTiming } from './stats';
 

@@ -11,7 +11,8 @@ import { createRateLimiter } from '../functions/access/rateLimit';
 import { type Config, ConfigError, loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
 import { PROJECT_ROOT } from '../functions/paths';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { type RunningServer } from '../tools/lib/http';
+import { type LocalServer, startLocalServer } from './support/servers';
 
 const KEY = createApiKey();
 const OLD_KEY = createApiKey();
@@ -77,7 +78,7 @@ interface ErrorBody {
 }
 
 describe('AUTH=api-key on the local server', () => {
-  let server: RunningServer & { detourage: { holder: { loadCount: number } } };
+  let server: LocalServer;
   const logLines: Record<string, unknown>[] = [];
 
   before(async () => {
@@ -127,7 +128,7 @@ describe('AUTH=api-key on the local server', () => {
     assert.equal((await fetch(`${server.url}/remove-background`)).status, 401, 'GET warms too');
     const health = await fetch(`${server.url}/health`);
     assert.equal(health.status, 200);
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
   });
 
   test('remove.bg\'s path is an alias of /remove-background', async () => {
@@ -159,7 +160,7 @@ describe('AUTH=api-key on the local server', () => {
         assert.equal(line?.model, undefined);
       }
     }
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
   });
 });
 
@@ -324,7 +325,7 @@ test('RATE_LIMIT_PER_MINUTE: headers on every answer to a key, 429 past the limi
     assert.equal(recovered.status, 400);
     assert.equal(recovered.headers.get('x-ratelimit-remaining'), '1');
     assert.equal(recovered.headers.get('x-ratelimit-reset'), String(Number(reset) + 60));
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
   } finally {
     await server.close();
   }

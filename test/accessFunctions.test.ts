@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
-import { claimsOf, type KeyServer, SCHEDULER_ACCOUNT, signingKey, type SigningKey, signToken, startKeyServer, TEST_PROJECT } from './support/keyServer';
-import { type RunningServer, startFunction } from './support/servers';
+import { claimsOf, type KeyServer, SCHEDULER_ACCOUNT, signingKey, type SigningKey, signToken, startKeyServer, TEST_PROJECT } from '../tools/lib/keyServer';
+import { type RunningServer } from '../tools/lib/http';
+import { registerFunctions, startFunction } from './support/servers';
 
 const KEY = createApiKey();
 const PAGE = 'https://app.example.com';
@@ -22,7 +23,7 @@ let signing: SigningKey;
 before(async () => {
   signing = await signingKey('functions-key');
   keys = await startKeyServer([signing]);
-  // The entry module reads its configuration when it is first loaded, as on an instance's start.
+  // The functions read their configuration when they are registered, as on an instance's start.
   Object.assign(process.env, {
     AUTH: 'api-key,firebase',
     API_KEY_HASHES: apiKeyHashEntry('functions-test', KEY),
@@ -32,8 +33,8 @@ before(async () => {
     CORS_ORIGINS: PAGE,
     LOG_LEVEL: 'error',
   });
-  const { detourage } = await import('../functions/index');
-  loadCount = () => detourage.holder.loadCount;
+  const deployed = await registerFunctions();
+  loadCount = () => deployed.loadCount;
   [removal, warmup, health] = await Promise.all([startFunction('removeBackground'), startFunction('warmup'), startFunction('health')]);
 });
 after(() => Promise.all([removal.close(), warmup.close(), health.close(), keys.close()]));

@@ -8,11 +8,10 @@ import { findModel } from '../functions/model/registry';
 import { parseRemovalOptions } from '../functions/request/options';
 import { planRemoval, warm as warmModel } from '../functions/pipeline/removal';
 import { heldModel, type HeldModel } from './support/heldModel';
-import { fixture } from './support/images';
-import { type ErrorBody, postForm, postImage } from './support/http';
-import { startLocalServer } from './support/servers';
-
-type LocalServer = Awaited<ReturnType<typeof startLocalServer>>;
+import { fixture } from '../tools/lib/images';
+import { type ErrorBody, postForm, postImage } from '../tools/lib/http';
+import { type LocalServer, startLocalServer } from './support/servers';
+import { type AdmissionWatch, watchAdmission, watchGate } from './support/gates';
 
 const tick = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const PHOTO = fixture('car-1.jpg');
@@ -25,9 +24,18 @@ async function until(condition: () => boolean, what: string, limitMs = 30_000): 
   }
 }
 
-/** A server of its own; with a held model, loaded and warmed first, so that what the test holds is an inference, not the load. */
-async function withServer(overrides: Partial<Config>, held: HeldModel | null, body: (server: LocalServer) => Promise<void>, warm = true): Promise<void> {
+/**
+ * A server of its own, its admission's gates watched from the start; with a held model, loaded and
+ * warmed first, so that what the test holds is an inference, not the load.
+ */
+async function withServer(
+  overrides: Partial<Config>,
+  held: HeldModel | null,
+  body: (server: LocalServer, gates: AdmissionWatch) => Promise<void>,
+  warm = true,
+): Promise<void> {
   const server = await startLocalServer({ ...loadConfig({}), ...overrides }, held?.loader);
+  const gates = watchAdmission(server.detourage.admission);
   if (held && warm) {
     held.open();
     // Not over HTTP: a test's short deadline must not cut the load short.
@@ -35,10 +43,10 @@ async function withServer(overrides: Partial<Config>, held: HeldModel | null, bo
     held.close();
   }
   try {
-    await body(server);
+    await body(server, gates);
   } finally {
     held?.open();
-    await until(() => server.detourage.admission.requests.active === 0, 'the pipeline to empty');
+    await until(() => gates.requests.active === 0, 'the pipeline to empty');
     await server.close();
   }
 }
@@ -48,8 +56,22 @@ async function errorOf(response: Response): Promise<{ status: number; code: stri
   return { status: response.status, code: body.error.code, message: body.error.message, retryAfter: response.headers.get('retry-after') };
 }
 
+/**
+ * Whether `gate` starts a task of `weight` inside the call: it holds less than its capacity less
+ * `weight`, and nobody waits. What a watch cannot see, the gate's own books, shows here.
+ */
+function startsAtOnce(gate: Gate, weight = 1): boolean {
+  let started = false;
+  void gate.run(() => {
+    started = true;
+    return Promise.resolve();
+  }, undefined, weight);
+  return started;
+}
+
 test('unit: the gate runs up to capacity, queues up to its limit, refuses the rest', async () => {
   const gate = new Gate(1, 1);
+  const seen = watchGate(gate);
   const order: string[] = [];
   const slow = (name: string) => async (): Promise<string> => {
     order.push(`start ${name}`);
@@ -65,11 +87,13 @@ test('unit: the gate runs up to capacity, queues up to its limit, refuses the re
   });
   assert.deepEqual(await Promise.all([first, second]), ['a', 'b']);
   assert.deepEqual(order, ['start a', 'start b']);
-  assert.equal(gate.active, 0);
+  assert.equal(seen.active, 0);
+  assert.ok(startsAtOnce(gate), 'every place was given back');
 });
 
 test('unit: a waiting task whose signal aborts leaves the queue without running', async () => {
   const gate = new Gate(1, 5);
+  const seen = watchGate(gate);
   let ran = false;
   const blocker = gate.run(() => tick(50));
   const controller = new AbortController();
@@ -77,17 +101,19 @@ test('unit: a waiting task whose signal aborts leaves the queue without running'
     ran = true;
     return Promise.resolve();
   }, controller.signal);
-  assert.equal(gate.queued, 1);
+  assert.equal(seen.queued, 1);
   controller.abort(new Error('client left'));
   await assert.rejects(waiting, /client left/);
-  assert.equal(gate.queued, 0);
+  assert.equal(seen.queued, 0);
   await blocker;
   assert.equal(ran, false);
-  assert.equal(gate.active, 0);
+  assert.equal(seen.active, 0);
+  assert.ok(startsAtOnce(gate), 'the task that left holds no place');
 });
 
 test('unit: a weighted gate admits by weight, in order, and a large waiter is not passed over', async () => {
   const gate = new Gate(100, 10);
+  const seen = watchGate(gate);
   const order: string[] = [];
   let releaseFirst!: () => void;
   const first = gate.run(() => new Promise<void>((resolve) => (releaseFirst = resolve)).then(() => order.push('a')), undefined, 60);
@@ -95,12 +121,13 @@ test('unit: a weighted gate admits by weight, in order, and a large waiter is no
   const large = gate.run(record('large'), undefined, 80);
   // 60 + 10 would fit, but the large task waits ahead of it.
   const small = gate.run(record('small'), undefined, 10);
-  assert.equal(gate.queued, 2);
-  assert.equal(gate.inUse, 60);
+  assert.equal(seen.queued, 2);
+  assert.equal(seen.inUse, 60);
   releaseFirst();
   await Promise.all([first, large, small]);
   assert.deepEqual(order, ['a', 'large', 'small']);
-  assert.equal(gate.inUse, 0);
+  assert.equal(seen.inUse, 0);
+  assert.ok(startsAtOnce(gate, 100), 'all the weight was given back');
   await assert.rejects(gate.run(record('too large'), undefined, 101), RangeError);
 });
 
@@ -108,10 +135,10 @@ test('beyond one running and one waiting, removals and warmups alike get 503 wit
   const held = heldModel();
   held.close();
   // Not warmed first: on an instance that just ran an inference a warmup would answer alreadyWarm.
-  await withServer({ maxConcurrentInferences: 1, maxQueue: 1 }, held, async (server) => {
+  await withServer({ maxConcurrentInferences: 1, maxQueue: 1 }, held, async (server, gates) => {
     const url = `${server.url}/remove-background?type=mask`;
     const admitted = [postImage(url, PHOTO), postImage(url, PHOTO)];
-    await until(() => server.detourage.admission.requests.active === 2, 'two admitted requests');
+    await until(() => gates.requests.active === 2, 'two admitted requests');
     const refused = await Promise.all([...Array.from({ length: 3 }, () => postImage(url, PHOTO)), fetch(`${server.url}/warmup`)].map(async (answer) => errorOf(await answer)));
     for (const error of refused) assert.deepEqual([error.status, error.code, error.retryAfter], [503, 'overloaded', '5']);
     held.open();
@@ -122,7 +149,7 @@ test('beyond one running and one waiting, removals and warmups alike get 503 wit
 test('a request past REQUEST_TIMEOUT_MS gets 504, and a queued one that timed out never runs', async () => {
   const held = heldModel();
   held.close();
-  await withServer({ maxConcurrentInferences: 1, maxQueue: 1, requestTimeoutMs: 3000 }, held, async (server) => {
+  await withServer({ maxConcurrentInferences: 1, maxQueue: 1, requestTimeoutMs: 3000 }, held, async (server, gates) => {
     const url = `${server.url}/remove-background?type=mask`;
     // The first is held at the model's door past its deadline (decoding a 480x360 photo takes a small part of it on any CPU); the second waits behind it for the model.
     const [running, queued] = await Promise.all([postImage(url, PHOTO), postImage(url, PHOTO)]);
@@ -131,27 +158,27 @@ test('a request past REQUEST_TIMEOUT_MS gets 504, and a queued one that timed ou
     assert.equal(held.waiting, 1);
     const ranBefore = held.ran;
     held.open();
-    await until(() => server.detourage.admission.requests.active === 0, 'the held inference to finish');
+    await until(() => gates.requests.active === 0, 'the held inference to finish');
     assert.equal(held.ran - ranBefore, 1);
     // Both places and both reservations are back: the instance serves on.
-    assert.equal(server.detourage.admission.memory.inUse, 0);
+    assert.equal(gates.memory.inUse, 0);
   });
 });
 
 test('a queued request whose client has gone is dropped before inference', async () => {
   const held = heldModel();
   held.close();
-  await withServer({ maxConcurrentInferences: 1, maxQueue: 1 }, held, async (server) => {
+  await withServer({ maxConcurrentInferences: 1, maxQueue: 1 }, held, async (server, gates) => {
     const url = `${server.url}/remove-background?type=mask`;
     const first = postImage(url, PHOTO);
     await held.untilWaiting(1);
     const ranBefore = held.ran;
     const controller = new AbortController();
     const abandoned = postImage(url, PHOTO, 'image/jpeg', { signal: controller.signal });
-    await until(() => server.detourage.admission.requests.active === 2, 'the second request to queue');
+    await until(() => gates.requests.active === 2, 'the second request to queue');
     controller.abort();
     await assert.rejects(abandoned);
-    await until(() => server.detourage.admission.requests.active === 1, 'the abandoned request to leave');
+    await until(() => gates.requests.active === 1, 'the abandoned request to leave');
     held.open();
     assert.equal((await first).status, 200);
     assert.equal(held.ran - ranBefore, 1);
@@ -169,16 +196,16 @@ test('a request that fits only later waits for memory, holding no pixels, then r
   const room = await roomForOne();
   const held = heldModel();
   held.close();
-  await withServer(room.settings, held, async (server) => {
+  await withServer(room.settings, held, async (server, gates) => {
     const url = `${server.url}/remove-background?type=mask`;
     const first = postImage(url, PHOTO);
     await held.untilWaiting(1);
     const second = postImage(url, PHOTO);
-    await until(() => server.detourage.admission.memory.queued === 1, 'the second request to wait for memory');
-    assert.equal(server.detourage.admission.memory.inUse, room.bytes);
+    await until(() => gates.memory.queued === 1, 'the second request to wait for memory');
+    assert.equal(gates.memory.inUse, room.bytes);
     held.open();
     assert.deepEqual([(await first).status, (await second).status], [200, 200]);
-    assert.equal(server.detourage.admission.memory.inUse, 0);
+    assert.equal(gates.memory.inUse, 0);
   });
 });
 
@@ -216,10 +243,10 @@ test('a cached mask takes no place in the inference queue', async () => {
 test('a cached mask still waits for memory like any removal', async () => {
   const held = heldModel();
   held.close();
-  await withServer((await roomForOne()).settings, held, async (server) => {
+  await withServer((await roomForOne()).settings, held, async (server, gates) => {
     const { url, running } = await cachedWhileInferenceHeld(server, held);
     const hit = postImage(`${url}&crop=true`, PHOTO);
-    await until(() => server.detourage.admission.memory.queued === 1, 'the hit to wait for memory');
+    await until(() => gates.memory.queued === 1, 'the hit to wait for memory');
     held.open();
     const [first, second] = await Promise.all([running, hit]);
     assert.deepEqual([first.status, second.status], [200, 200]);
@@ -244,7 +271,7 @@ test('on a 2 GiB instance a 40 MP crop with a 50% margin can never fit: 413 nami
     assert.match(error.message, /because of crop_margin: lower crop_margin/);
     assert.match(error.message, /2048 MiB from MEMORY_LIMIT_MB, less the model, 32 MiB of mask cache \(MASK_CACHE_MB\) and a margin/);
     assert.equal(held.ran, 0);
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
   }, false);
 });
 
@@ -269,7 +296,7 @@ test('MAX_OUTPUT_PIXELS caps the canvas: a crop margin that grows past it is 413
     const error = await errorOf(await postImage(`${server.url}/remove-background`, PHOTO));
     assert.deepEqual([error.status, error.code], [413, 'image_too_large']);
     assert.match(error.message, /use size/);
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
     assert.equal((await postImage(`${server.url}/remove-background?size=0.1MP`, PHOTO)).status, 200);
   });
 });
@@ -277,21 +304,21 @@ test('MAX_OUTPUT_PIXELS caps the canvas: a crop margin that grows past it is 413
 test('a flood of warmups whose clients leave costs one inference at most, and the next upload is served', async () => {
   const held = heldModel();
   held.close();
-  await withServer({}, held, async (server) => {
+  await withServer({}, held, async (server, gates) => {
     const url = `${server.url}/remove-background`;
     const leaving = Array.from({ length: 300 }, async () => {
       const controller = new AbortController();
       const answer = fetch(url, { signal: controller.signal }).catch(() => null);
       // Each client leaves once the server has its request, whatever the machine's speed.
-      await until(() => server.detourage.admission.requests.active > 0 || held.waiting > 0 || server.detourage.holder.loadCount > 0, 'the warmup to start');
+      await until(() => gates.requests.active > 0 || held.waiting > 0 || server.loadCount > 0, 'the warmup to start');
       controller.abort();
       return answer;
     });
     await Promise.all(leaving);
     held.open();
-    await until(() => server.detourage.admission.requests.active === 0, 'the flood to drain');
+    await until(() => gates.requests.active === 0, 'the flood to drain');
     assert.ok(held.ran <= 1, `${held.ran} inferences for 300 abandoned warmups`);
-    assert.equal(server.detourage.admission.memory.inUse, 0);
+    assert.equal(gates.memory.inUse, 0);
     assert.equal((await postImage(`${url}?type=mask`, PHOTO)).status, 200);
   }, false);
 });
@@ -333,7 +360,7 @@ async function tarpit(): Promise<{ url: string; close(): Promise<void> }> {
 test('image URLs that never answer hold fetch slots only: more get 503 at once, and an upload beside them gets 200', async () => {
   const pit = await tarpit();
   try {
-    await withServer({ allowLoopbackUrlsForTests: true, maxConcurrentFetches: 4, urlFetchTimeoutMs: 60_000 }, null, async (server) => {
+    await withServer({ allowLoopbackUrlsForTests: true, maxConcurrentFetches: 4, urlFetchTimeoutMs: 60_000 }, null, async (server, gates) => {
       const controllers = Array.from({ length: 4 }, () => new AbortController());
       const stuck = controllers.map((controller) =>
         fetch(`${server.url}/remove-background`, {
@@ -343,7 +370,7 @@ test('image URLs that never answer hold fetch slots only: more get 503 at once, 
           signal: controller.signal,
         }).catch(() => null),
       );
-      await until(() => server.detourage.admission.fetches.active === 4, 'four fetches in flight');
+      await until(() => gates.fetches.active === 4, 'four fetches in flight');
       for (let extra = 0; extra < 2; extra += 1) {
         const error = await errorOf(await fetch(`${server.url}/remove-background?image_url=${encodeURIComponent(pit.url)}`, { method: 'POST' }));
         assert.deepEqual([error.status, error.code, error.retryAfter], [503, 'overloaded', '5']);
@@ -351,10 +378,10 @@ test('image URLs that never answer hold fetch slots only: more get 503 at once, 
       }
       const upload = await postImage(`${server.url}/remove-background?type=mask`, PHOTO);
       assert.equal(upload.status, 200);
-      assert.equal(server.detourage.admission.fetches.active, 4);
+      assert.equal(gates.fetches.active, 4);
       for (const controller of controllers) controller.abort();
       await Promise.all(stuck);
-      await until(() => server.detourage.admission.fetches.active === 0, 'the fetches to stop once their clients left');
+      await until(() => gates.fetches.active === 0, 'the fetches to stop once their clients left');
     });
   } finally {
     await pit.close();

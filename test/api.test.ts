@@ -13,9 +13,9 @@ import { loadConfig } from '../functions/config';
 import { PROJECT_ROOT } from '../functions/paths';
 import { FOREGROUND_ALPHA_THRESHOLD, foregroundBox } from '../functions/pipeline/layout';
 import type { Box } from '../functions/pipeline/types';
-import { alphaChannel, compareAlpha, fixture, rawPixels } from './support/images';
-import { bodyBytes, type ErrorBody, postForm, postImage } from './support/http';
-import { listen, type RunningServer, startLocalServer } from './support/servers';
+import { alphaChannel, compareAlpha, fixture, rawPixels } from '../tools/lib/images';
+import { bodyBytes, type ErrorBody, listen, postForm, postImage, type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 import { readZip } from './support/zip';
 
 const CAR = fixture('car-1.jpg');

@@ -8,8 +8,9 @@ import { loadConfig } from '../functions/config';
 import { ApiError } from '../functions/errors';
 import { Logger } from '../functions/log';
 import { checkFormFieldCount, scanJsonObject } from '../functions/request/fieldScan';
-import type { ErrorBody } from './support/http';
-import { type RunningServer, startLocalServer } from './support/servers';
+import type { ErrorBody } from '../tools/lib/http';
+import { type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 
 let service: RunningServer;
 

@@ -11,7 +11,7 @@ import { wildcardPattern } from '../functions/cli/inputs';
 import { PROJECT_ROOT } from '../functions/paths';
 import { parseRemovalOptions } from '../functions/request/options';
 import { readZip } from './support/zip';
-import { alphaChannel, fixture } from './support/images';
+import { alphaChannel, fixture } from '../tools/lib/images';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'detourage');
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);

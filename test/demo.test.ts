@@ -8,8 +8,8 @@ import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
 import { loadConfig } from '../functions/config';
 import { registry } from '../functions/model/registry';
 import { PROJECT_ROOT } from '../functions/paths';
-import { type ErrorBody, postForm } from './support/http';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { type ErrorBody, postForm, type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');

@@ -10,8 +10,8 @@ import { loadConfig } from '../functions/config';
 import { ApiError, causeForLog } from '../functions/errors';
 import { Logger } from '../functions/log';
 import { checkEncodable, compress, MAX_SIDE } from '../functions/pipeline/encode';
-import { type ErrorBody, postImage } from './support/http';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { type ErrorBody, postImage, type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 
 let service: RunningServer;
 let removal: string;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import { fixture, pngClaimingSize } from './support/images';
-import { type ErrorBody, postForm, postImage } from './support/http';
-import { type RunningServer, startFunction } from './support/servers';
+import { fixture, pngClaimingSize } from '../tools/lib/images';
+import { type ErrorBody, postForm, postImage, type RunningServer } from '../tools/lib/http';
+import { startFunction } from './support/servers';
 
 const MAX_UPLOAD_BYTES = 2_000_000;
 const MAX_INPUT_PIXELS = 2_000_000;

@@ -3,17 +3,18 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import { detourage } from '../functions/index';
 import { PROJECT_ROOT } from '../functions/paths';
-import { alphaChannel, fixture, rawPixels } from './support/images';
-import { bodyBytes, postForm, postImage } from './support/http';
-import { type RunningServer, startFunction } from './support/servers';
+import { alphaChannel, fixture, rawPixels } from '../tools/lib/images';
+import { bodyBytes, postForm, postImage, type RunningServer } from '../tools/lib/http';
+import { type CountedServices, registerFunctions, startFunction } from './support/servers';
 
 let health: RunningServer;
 let warmup: RunningServer;
 let removal: RunningServer;
+let deployed: CountedServices;
 
 before(async () => {
+  deployed = await registerFunctions();
   [health, warmup, removal] = await Promise.all([startFunction('health'), startFunction('warmup'), startFunction('removeBackground')]);
 });
 after(async () => {
@@ -29,7 +30,7 @@ test('health answers GET and HEAD without loading the model', async () => {
   assert.deepEqual(body.model, { name: 'isnet-fp32', loaded: false });
   assert.equal(typeof body.uptimeSeconds, 'number');
   assert.equal((await fetch(health.url, { method: 'HEAD' })).status, 200);
-  assert.equal(detourage.holder.loadCount, 0);
+  assert.equal(deployed.loadCount, 0);
 });
 
 test("health's code path imports neither onnxruntime-node nor sharp", () => {
@@ -60,7 +61,7 @@ test('warmup loads the model once and runs an inference before answering', async
   const second = (await (await fetch(warmup.url)).json()) as Record<string, unknown>;
   assert.equal(second.alreadyWarm, true);
   assert.equal(second.loadMs, 0);
-  assert.equal(detourage.holder.loadCount, 1);
+  assert.equal(deployed.loadCount, 1);
   const healthBody = (await (await fetch(health.url)).json()) as { model: { loaded: boolean } };
   assert.equal(healthBody.model.loaded, true);
 });
@@ -129,5 +130,5 @@ test('format=jpeg composites onto white by default, bg_color onto the colour', a
 });
 
 test('every request above reused the one model load', () => {
-  assert.equal(detourage.holder.loadCount, 1);
+  assert.equal(deployed.loadCount, 1);
 });

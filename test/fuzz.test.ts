@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import '../functions/index';
-import { judgeAnswer, receive } from './support/answers';
-import { fuzzCases, fuzzSeedImages, runFuzz } from './support/fuzz';
-import { fixture } from './support/images';
-import { postImage } from './support/http';
-import { type RunningServer, startFunction } from './support/servers';
+import { judgeAnswer, receive } from '../tools/lib/answers';
+import { fuzzCases, fuzzSeedImages, runFuzz } from '../tools/lib/fuzz';
+import { fixture } from '../tools/lib/images';
+import { postImage, type RunningServer } from '../tools/lib/http';
+import { startFunction } from './support/servers';
 
 /**
  * Fixed, so a failure replays. The count keeps this file near a minute here:

@@ -8,9 +8,9 @@ import { ModelHolder } from '../functions/model/holder';
 import { findModel, modelFilePath, registry } from '../functions/model/registry';
 import type { LoadedModel } from '../functions/model/session';
 import { DEFAULT_MODELS_DIR } from '../functions/paths';
-import { fixture } from './support/images';
-import { type ErrorBody, postImage } from './support/http';
-import { type RunningServer, startFunction, startLocalServer } from './support/servers';
+import { fixture } from '../tools/lib/images';
+import { type ErrorBody, postImage, type RunningServer } from '../tools/lib/http';
+import { type CountedServices, registerFunctions, startFunction, startLocalServer } from './support/servers';
 
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (reason) => unhandled.push(reason));
@@ -51,25 +51,25 @@ test('unit: a failed load nobody awaits is not an unhandled rejection', async ()
 });
 
 let removal: RunningServer;
+let deployed: CountedServices;
 before(async () => {
   // Room for all eight in the queue: this test is about loading, not admission.
   process.env.MAX_QUEUE = '8';
   // Eight inferences one after another: no deadline a slow machine could miss.
   process.env.REQUEST_TIMEOUT_MS = '3600000';
-  await import('../functions/index');
+  deployed = await registerFunctions();
   removal = await startFunction('removeBackground');
 });
 after(() => removal.close());
 
 test('eight concurrent first requests cause exactly one model load', async () => {
-  const { detourage } = await import('../functions/index');
-  assert.equal(detourage.holder.loadCount, 0);
+  assert.equal(deployed.loadCount, 0);
   const responses = await Promise.all(Array.from({ length: 8 }, () => postImage(`${removal.url}?type=mask`, fixture('car-1.jpg'))));
   assert.deepEqual(
     responses.map((response) => response.status),
     Array.from({ length: 8 }, () => 200),
   );
-  assert.equal(detourage.holder.loadCount, 1);
+  assert.equal(deployed.loadCount, 1);
 });
 
 test('a load failure answers 503 with Retry-After, and the next request loads once the file is there', async () => {
@@ -100,7 +100,7 @@ test('a load failure answers 503 with Retry-After, and the next request loads on
     const fixed = await postImage(url, fixture('car-1.jpg'));
     assert.equal(fixed.status, 200);
     // Missing weights are found before any load is tried; the corrupt file, the warmup and the fix each load.
-    assert.equal(server.detourage.holder.loadCount, 3);
+    assert.equal(server.loadCount, 3);
     assert.deepEqual(unhandled, []);
   } finally {
     await server.close();

@@ -3,11 +3,11 @@ import http from 'node:http';
 import { after, before, test } from 'node:test';
 import '../functions/index';
 import { loadConfig } from '../functions/config';
-import { type Answer, judgeAnswer, receive } from './support/answers';
-import { type HostileCase, type HostileGroup, hostileCases, POLYGLOT_TAIL } from './support/hostile';
-import { fixture } from './support/images';
-import { postBody, postImage } from './support/http';
-import { listen, type RunningServer, startFunction, startLocalServer } from './support/servers';
+import { type Answer, judgeAnswer, receive } from '../tools/lib/answers';
+import { type HostileCase, type HostileGroup, hostileCases, POLYGLOT_TAIL } from '../tools/lib/hostile';
+import { fixture } from '../tools/lib/images';
+import { listen, postBody, postImage, type RunningServer } from '../tools/lib/http';
+import { startFunction, startLocalServer } from './support/servers';
 
 /** Records every request, so a test can prove an SVG reference was never followed. */
 const probeHits: string[] = [];

@@ -26,7 +26,9 @@
  *
  * The same reading checks that no benchmark, tool or test imports a script
  * that package.json runs: importing an entry runs it, or needs a guard that
- * hides what it shares.
+ * hides what it shares. And that what benchmarks and tools share with the
+ * tests lives in tools/lib/, which imports only functions/ and itself: they
+ * never reach into test/, so test/ holds what only tests use.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -147,4 +149,21 @@ test('no benchmark, tool or test imports a script that package.json runs', () =>
       .map((target) => `${file} → ${target}`),
   );
   assert.deepEqual(importers, []);
+});
+
+test('benchmarks and tools import nothing from test/; tools/lib/ imports only functions/, models/ and itself', () => {
+  const intoTests = ['bench', 'tools'].flatMap(sourcesUnder).flatMap((file) =>
+    relativeImports(file)
+      .filter((target) => target.startsWith('test/'))
+      .map((target) => `${file} → ${target}`),
+  );
+  assert.deepEqual(intoTests, []);
+  const library = sourcesUnder('tools/lib');
+  assert.ok(library.includes('tools/lib/http.ts'), 'the library was read');
+  const outside = library.flatMap((file) =>
+    relativeImports(file)
+      .filter((target) => !['functions/', 'models/', 'tools/lib/'].some((folder) => target.startsWith(folder)))
+      .map((target) => `${file} → ${target}`),
+  );
+  assert.deepEqual(outside, []);
 });

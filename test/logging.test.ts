@@ -3,9 +3,9 @@ import { after, before, test } from 'node:test';
 import { loadConfig } from '../functions/config';
 import { Logger, traceField } from '../functions/log';
 import { redactedUrl } from '../functions/request/redact';
-import { fixture } from './support/images';
-import { postImage } from './support/http';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { fixture } from '../tools/lib/images';
+import { postImage, type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 
 const lines: Record<string, unknown>[] = [];
 let server: RunningServer;

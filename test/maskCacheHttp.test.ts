@@ -10,9 +10,9 @@ import { after, before, test } from 'node:test';
 import type { Services } from '../functions/app';
 import { loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
-import { fixture } from './support/images';
-import { bodyBytes, postImage } from './support/http';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { fixture } from '../tools/lib/images';
+import { bodyBytes, postImage, type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 
 const CAR = fixture('car-1.jpg');
 /** The same photo with a byte after its end: the same pixels, other bytes, so another key. */

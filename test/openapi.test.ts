@@ -7,7 +7,8 @@ import { STATUS_BY_CODE } from '../functions/errors';
 import { PROJECT_ROOT } from '../functions/paths';
 import { PARAMETER_NAMES, PARAMETERS, parametersOfKind } from '../functions/request/parameters';
 import { OPENAPI_PATH } from '../functions/server';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 
 interface Schema {
   properties?: Record<string, unknown>;

@@ -12,8 +12,8 @@ import '../functions/index';
 import { loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
 import { parametersOfKind } from '../functions/request/parameters';
-import { type ErrorBody, postImage } from './support/http';
-import { type RunningServer, startFunction, startLocalServer } from './support/servers';
+import { type ErrorBody, postImage, type RunningServer } from '../tools/lib/http';
+import { startFunction, startLocalServer } from './support/servers';
 
 let service: RunningServer & { detourage: Services };
 let removal: string;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import '../functions/index';
-import { alphaChannel, compareAlpha, fixture } from './support/images';
-import { bodyBytes, postForm } from './support/http';
-import { type RunningServer, startFunction } from './support/servers';
+import { alphaChannel, compareAlpha, fixture } from '../tools/lib/images';
+import { bodyBytes, postForm, type RunningServer } from '../tools/lib/http';
+import { startFunction } from './support/servers';
 
 let server: RunningServer;
 before(async () => {

@@ -14,8 +14,9 @@ import sharp from 'sharp';
 import { apiKeyHashEntry, createApiKey } from '../functions/access/apiKey';
 import { loadConfig } from '../functions/config';
 import { Logger } from '../functions/log';
-import { fixture } from './support/images';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { fixture } from '../tools/lib/images';
+import { type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 
 const KEY = createApiKey();
 const quiet = new Logger({ level: 'error', pretty: false, write: () => undefined });

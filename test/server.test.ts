@@ -5,8 +5,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { PROJECT_ROOT } from '../functions/paths';
-import { fixture } from './support/images';
-import { bodyBytes, type ErrorBody, postForm } from './support/http';
+import { fixture } from '../tools/lib/images';
+import { bodyBytes, type ErrorBody, postForm } from '../tools/lib/http';
 
 let child: ChildProcess;
 let baseUrl: string;

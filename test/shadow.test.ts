@@ -15,9 +15,9 @@ import { hardenInterior } from '../functions/pipeline/maskFilters';
 import { castShadow, shadowReach } from '../functions/pipeline/shadow';
 import type { Box } from '../functions/pipeline/types';
 import { parseRemovalOptions } from '../functions/request/options';
-import { alphaChannel, fixture, rawPixels } from './support/images';
-import { bodyBytes, postForm, postImage } from './support/http';
-import { type RunningServer, startLocalServer } from './support/servers';
+import { alphaChannel, fixture, rawPixels } from '../tools/lib/images';
+import { bodyBytes, postForm, postImage, type RunningServer } from '../tools/lib/http';
+import { startLocalServer } from './support/servers';
 import { readZip } from './support/zip';
 
 const CAR = fixture('car-1.jpg');

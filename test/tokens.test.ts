@@ -1,7 +1,7 @@
 /**
  * AUTH=firebase and app-check, and Cloud Scheduler's OIDC warmups on a public
  * function, through real HTTP against the local server, with Google's key
- * endpoints played by a local key server (test/support/keyServer.ts).
+ * endpoints played by a local key server (tools/lib/keyServer.ts).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -18,8 +18,8 @@ import {
   startKeyServer,
   TEST_PROJECT,
   unsignedToken,
-} from './support/keyServer';
-import { type RunningServer, startLocalServer } from './support/servers';
+} from '../tools/lib/keyServer';
+import { type LocalServer, startLocalServer } from './support/servers';
 
 interface ErrorBody {
   error: { code: string; message: string };
@@ -76,7 +76,7 @@ describe('configuration', () => {
 });
 
 describe('AUTH=firebase,app-check on the local server', () => {
-  let server: RunningServer & { detourage: { holder: { loadCount: number } } };
+  let server: LocalServer;
   // Moved only to pass the key set's refetch cooldown; tokens stay valid an hour either way.
   let clock = Date.now();
   const logLines: Record<string, unknown>[] = [];
@@ -148,7 +148,7 @@ describe('AUTH=firebase,app-check on the local server', () => {
       assert.ok(typeof (line?.error as { cause?: string })?.cause === 'string', `${name}: the log says why`);
       assert.ok(!JSON.stringify(logLines).includes(token), `${name}: the token stays out of the log`);
     }
-    assert.equal(server.detourage.holder.loadCount, 0);
+    assert.equal(server.loadCount, 0);
   });
 
   test('wrong App Check tokens: 403', async () => {

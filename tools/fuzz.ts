@@ -15,10 +15,10 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { spawnServer, waitForHealth, warmup } from '../bench/server-process';
 import { loadAverage, peakRssMiB, round } from '../bench/stats';
-import { judgeAnswer, receive } from '../test/support/answers';
-import { fuzzCases, fuzzSeedImages, runFuzz } from '../test/support/fuzz';
-import { fixture } from '../test/support/images';
-import { postImage } from '../test/support/http';
+import { judgeAnswer, receive } from './lib/answers';
+import { fuzzCases, fuzzSeedImages, runFuzz } from './lib/fuzz';
+import { fixture } from './lib/images';
+import { postImage } from './lib/http';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -3,7 +3,7 @@
  *
  * Spawns the local server (its own process, default config) and drives it
  * over loopback with real photos (rembg's fixtures) mixed with hostile bodies
- * (test/support/hostile.ts: bombs, animations, huge metadata, broken
+ * (tools/lib/hostile.ts: bombs, animations, huge metadata, broken
  * multipart, SVG, polyglots, a 30 MB body). Either `--clients` loops for
  * `--duration` seconds, or one client sends `--sequential` requests one after
  * another. Reports requests by status, latency percentiles, the server's peak
@@ -17,10 +17,10 @@ import { parseArgs } from 'node:util';
 import { fixtureImages } from '../bench/images';
 import { DEPLOYED_ENV, spawnServer, waitForHealth, warmup } from '../bench/server-process';
 import { loadAverage, percentile, peakRssMiB, round, rssMiB } from '../bench/stats';
-import { type Expectation, judgeAnswer, receive } from '../test/support/answers';
-import { hostileCases } from '../test/support/hostile';
-import { postBody } from '../test/support/http';
-import { seededRandom } from '../test/support/random';
+import { type Expectation, judgeAnswer, receive } from './lib/answers';
+import { hostileCases } from './lib/hostile';
+import { postBody } from './lib/http';
+import { seededRandom } from './lib/random';
 
 interface WorkItem {
   name: string;

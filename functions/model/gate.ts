@@ -20,7 +20,6 @@ interface Waiter {
  */
 export class Gate {
   private used = 0;
-  private running = 0;
   private readonly waiting: Waiter[] = [];
 
   constructor(
@@ -29,26 +28,12 @@ export class Gate {
     private readonly refusal: () => ApiError = () => overloaded(),
   ) {}
 
-  /** Tasks running now. */
-  get active(): number {
-    return this.running;
-  }
-
-  /** The weight the running tasks hold. */
-  get inUse(): number {
-    return this.used;
-  }
-
-  get queued(): number {
-    return this.waiting.length;
-  }
-
   /** `weight` must be at most `capacity`; callers refuse larger tasks with their own message first. */
   async run<T>(task: () => Promise<T>, signal?: AbortSignal, weight = 1): Promise<T> {
     signal?.throwIfAborted();
     if (weight > this.capacity) throw new RangeError(`a task of weight ${weight} can never fit a gate of ${this.capacity}`);
     if (this.waiting.length === 0 && this.used + weight <= this.capacity) {
-      this.take(weight);
+      this.used += weight;
     } else if (this.waiting.length >= this.maxWaiting) {
       throw this.refusal();
     } else {
@@ -59,20 +44,14 @@ export class Gate {
       return await task();
     } finally {
       this.used -= weight;
-      this.running -= 1;
       this.startWaiters();
     }
-  }
-
-  private take(weight: number): void {
-    this.used += weight;
-    this.running += 1;
   }
 
   private startWaiters(): void {
     for (let next = this.waiting[0]; next && this.used + next.weight <= this.capacity; next = this.waiting[0]) {
       this.waiting.shift();
-      this.take(next.weight);
+      this.used += next.weight;
       next.start();
     }
   }

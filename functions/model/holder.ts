@@ -80,8 +80,6 @@ export class ModelHolder {
   private loads: Promise<unknown> = Promise.resolve();
   private readonly defaultEntry: ModelEntry;
   private readonly inferenceGate: Gate;
-  private loadAttempts = 0;
-  private inferencesStarted = 0;
   private lastInferenceEnded = Number.NEGATIVE_INFINITY;
   private useClock = 0;
 
@@ -108,24 +106,6 @@ export class ModelHolder {
   isModelLoaded(name: string): boolean {
     const slot = this.slots.get(name);
     return slot?.model?.alive === true && !slot.retired;
-  }
-
-  /** Names of the models loaded now, least recently used first. */
-  loadedModels(): string[] {
-    return [...this.slots.values()]
-      .filter((slot) => this.isModelLoaded(slot.entry.name))
-      .sort((a, b) => a.lastUse - b.lastUse)
-      .map((slot) => slot.entry.name);
-  }
-
-  /** How many loads were started; a test hook for "one load for many first requests". */
-  get loadCount(): number {
-    return this.loadAttempts;
-  }
-
-  /** How many inferences got past the queue; dropped and refused requests never count. */
-  get inferenceCount(): number {
-    return this.inferencesStarted;
   }
 
   /**
@@ -157,7 +137,6 @@ export class ModelHolder {
   /** Runs inferences one at a time (by default) across all models; other requests decode and encode meanwhile. */
   runInference<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return this.inferenceGate.run(async () => {
-      this.inferencesStarted += 1;
       try {
         return await task();
       } finally {
@@ -166,8 +145,8 @@ export class ModelHolder {
     }, signal);
   }
 
-  /** Unloads a model now (after its running inferences); the next request loads it again. */
-  async unload(name: string): Promise<void> {
+  /** A held model's `release`: unloads it now (after its running inferences); the next request loads it again. */
+  private async unload(name: string): Promise<void> {
     const slot = this.slots.get(name);
     if (slot) await this.retire(slot);
   }
@@ -194,7 +173,6 @@ export class ModelHolder {
   private queueLoad(slot: Slot): Promise<LoadedModel> {
     const load = this.loads.then(async () => {
       await this.makeRoom(slot);
-      this.loadAttempts += 1;
       const started = performance.now();
       const model = await this.loader(slot.entry, this.settings);
       slot.model = model;

@@ -1,3 +1,10 @@
+/**
+ * HTTP as the tests, benchmarks and tools speak it to the service: the
+ * requests they send, and a loopback server's start and stop.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 export interface ErrorBody {
   error: { code: string; message: string };
 }
@@ -46,4 +53,28 @@ export function multipartBody(parts: readonly FormPart[], boundary = TEST_BOUNDA
   }
   pieces.push(Buffer.from(`--${boundary}--\r\n`));
   return { body: Buffer.concat(pieces), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+/** A server listening on loopback; `close` ends open connections too, so it never waits on a keep-alive. */
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Starts `server` on a free loopback port. */
+export function listen(server: Server): Promise<RunningServer> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.closeAllConnections();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
 }

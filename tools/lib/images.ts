@@ -3,6 +3,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { PROJECT_ROOT } from '../../functions/paths';
 
+/** A test image; the fixtures are data beside the tests that use them most, read from disk, never imported. */
 export function fixture(name: string): Buffer {
   return readFileSync(path.join(PROJECT_ROOT, 'test', 'fixtures', name));
 }

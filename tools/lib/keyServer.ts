@@ -7,7 +7,7 @@
 import { createServer } from 'node:http';
 import { exportJWK, exportSPKI, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { TOKEN_KINDS, type TokenKind } from '../../functions/access/tokens';
-import { listen, type RunningServer } from './servers';
+import { listen, type RunningServer } from './http';
 
 export const TEST_PROJECT = 'detourage-test';
 export const TEST_PROJECT_NUMBER = '123456789012';
