@@ -2,12 +2,14 @@
  * `npm run bench`: how close the service comes to the model's own speed, what
  * it costs in memory, and how fast a new instance answers.
  *
- *   node dist/bench/bench.js [--models isnet-fp16,isnet-uint8] [--quick]
+ *   node dist/bench/bench.js [--models isnet-fp16,isnet-uint8] [--quick] [--peer-dir /tmp/peer]
  *
  * For each model: the inference floor (in this process), then the real server
  * in a child process over loopback HTTP: cold start, warm latency per image,
  * the per-stage split from Server-Timing, response sizes per format, and peak
- * RSS. Prints a table per model and, last, one JSON line with every figure.
+ * RSS. For the first model, then, the preview model and the mask cache against
+ * the same server without them, and the peer ratio (bench/reuse.ts). Prints a
+ * table per model and, last, one JSON line with every figure.
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -16,6 +18,7 @@ import { findModel, registry } from '../functions/model/registry';
 import { checkWeights } from '../functions/model/weights';
 import { type BenchImage, benchImages } from './images';
 import { type FloorResult, measureFloor } from './floor';
+import { measureReuse, printReuse, type ReuseResult } from './reuse';
 import { DEPLOYED_ENV, removal, type RemovalSample, type ServerProcess, spawnServer, waitForHealth, warmup } from './server-process';
 import { loadAverage, median, percentile, peakRssMiB, resetPeakRss, round, rssMiB } from './stats';
 
@@ -329,7 +332,9 @@ function defaultModels(): string[] {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { models: { type: 'string' }, quick: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: { models: { type: 'string' }, quick: { type: 'boolean', default: false }, 'peer-dir': { type: 'string' } },
+  });
   const models = values.models ? values.models.split(',').map((name) => name.trim()) : defaultModels();
   for (const name of models) if (!findModel(name)) throw new Error(`unknown model ${name}`);
   const iterations = values.quick ? QUICK : FULL;
@@ -344,6 +349,9 @@ async function main(): Promise<void> {
     printTable(result);
     results.push(result);
   }
+  log(`${models[0]!}: preview model and mask cache…`);
+  const reuse: ReuseResult = await measureReuse(models[0]!, images, iterations.large, values['peer-dir'], log);
+  printReuse(reuse);
   const summary = {
     bench: 'detourage',
     date: new Date().toISOString(),
@@ -355,6 +363,7 @@ async function main(): Promise<void> {
     loadAverageAfter: loadAverage(),
     durationS: round((Date.now() - started) / 1000),
     models: results,
+    reuse,
   };
   console.log(JSON.stringify(summary));
 }

@@ -99,6 +99,10 @@ export interface RemovalSample {
   finishedAt: number;
   bytes: number;
   stages: Record<string, number>;
+  /** The Server-Timing header as sent, for entries without a duration such as `cache;desc=hit`. */
+  serverTiming: string;
+  /** X-Model: the model that ran. */
+  model: string;
 }
 
 export async function removal(server: ServerProcess, image: BenchImage, query = ''): Promise<RemovalSample> {
@@ -113,6 +117,8 @@ export async function removal(server: ServerProcess, image: BenchImage, query = 
     finishedAt,
     bytes: body.length,
     stages: parseServerTiming(response.headers.get('server-timing')),
+    serverTiming: response.headers.get('server-timing') ?? '',
+    model: response.headers.get('x-model') ?? '',
   };
 }
 
