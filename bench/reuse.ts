@@ -9,6 +9,7 @@
  *   peer        the closest Node peer on the same images, against our defaults with the cache off
  *               (every photo a new one, as a real stream is), when --peer-dir is given
  */
+import { loadConfig } from '../functions/config';
 import { forkPeer } from './peer-process';
 import { resolvePeer } from './peer-worker';
 import type { BenchImage } from './images';
@@ -18,6 +19,7 @@ import { median, round } from './stats';
 /** Options a user tries on a photo they already sent: none of them changes the mask. */
 export const REPEAT_QUERIES = ['?bg_color=white', '?crop=true', '?format=webp', '?channels=alpha', '?bg_color=black&crop=true', '?format=jpeg'] as const;
 const PEER_MAX_PIXELS = 2_000_000;
+const MIB = 1024 * 1024;
 
 export interface ReuseImage {
   image: string;
@@ -97,7 +99,8 @@ export async function measureReuse(
     }
   });
 
-  await withServer({ MODEL: model }, async (server) => {
+  // spawnServer turns the cache off unless told; this server has the service's default.
+  await withServer({ MODEL: model, MASK_CACHE_MB: String(loadConfig({}).maskCacheBytes / MIB) }, async (server) => {
     for (const { image, row } of rows) {
       log(`reuse: ${image.name} repeats with the cache…`);
       // The first sight of the photo fills the cache; every repeat after it should hit.
