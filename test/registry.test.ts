@@ -6,7 +6,6 @@ import { findModel, type ModelEntry, modelFilePath, modelNames, modelsReserveMiB
 test('the registry ships the npm IS-Net models and the rembg URL models', () => {
   assert.deepEqual(modelNames(), [
     'isnet-fp32',
-    'isnet-preview',
     'isnet-fp16',
     'isnet-uint8',
     'u2net',
@@ -17,6 +16,7 @@ test('the registry ships the npm IS-Net models and the rembg URL models', () => 
     'birefnet-general',
     'birefnet-general-lite',
     'birefnet-portrait',
+    'isnet-preview',
   ]);
   assert.equal(registry.default, 'isnet-fp32');
 });
@@ -73,16 +73,16 @@ test('a malformed registry is refused with the reason', () => {
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[2]!.checksum = { algorithm: 'md5', hex: 'abc' }))), /bad checksum/);
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[1]!.std = [1, 0, 1]))), /bad mean\/std/);
   assert.throws(() => parseRegistry(broken((copy) => copy.models.push(copy.models[0]!))), /duplicate model/);
-  assert.throws(() => parseRegistry(broken((copy) => (copy.models[4]!.sources = [{ kind: 'ftp', url: 'x' }]))), /u2net: bad source/);
+  assert.throws(() => parseRegistry(broken((copy) => (copy.models[3]!.sources = [{ kind: 'ftp', url: 'x' }]))), /u2net: bad source/);
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[0]!.sources = [{ kind: 'derived', from: 'isnet-fp16', transform: 'magic' }]))), /isnet-fp32: bad source/);
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[0]!.sources = [{ kind: 'derived', from: 'nope', transform: 'fp16-to-fp32' }]))), /derived from nope, which is not a model/);
   assert.throws(
-    () => parseRegistry(broken((copy) => (copy.models[2]!.sources = [{ kind: 'derived', from: 'isnet-preview', transform: 'fp16-to-fp32' }]))),
+    () => parseRegistry(broken((copy) => (copy.models[1]!.sources = [{ kind: 'derived', from: 'isnet-preview', transform: 'fp16-to-fp32' }]))),
     /derivations loop: isnet-fp32 → isnet-fp16 → isnet-preview → isnet-fp32/,
   );
   // A base that could be downloaded still may not close a loop: its download may fail and the derivation be tried.
   assert.throws(
-    () => parseRegistry(broken((copy) => (copy.models[2]!.sources = [...(copy.models[2]!.sources as object[]), { kind: 'derived', from: 'isnet-fp32', transform: 'fp16-to-fp32' }]))),
+    () => parseRegistry(broken((copy) => (copy.models[1]!.sources = [...(copy.models[1]!.sources as object[]), { kind: 'derived', from: 'isnet-fp32', transform: 'fp16-to-fp32' }]))),
     /derivations loop: isnet-fp32 → isnet-fp16 → isnet-fp32/,
   );
 });
