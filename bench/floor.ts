@@ -5,11 +5,15 @@
  *
  * As a script: `node dist/bench/floor.js [model] [iterations]` prints one JSON line.
  */
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadConfig } from '../functions/config';
 import { decodeImage } from '../functions/pipeline/decode';
 import { preprocess } from '../functions/pipeline/preprocess';
 import { findModel, type ModelEntry, modelFilePath } from '../functions/model/registry';
+import { resizeInput } from '../functions/model/resizeInput';
 import { type SessionSettings, sessionOptions } from '../functions/model/session';
 import type { ModelInput } from '../functions/model/tensors';
 import { fixture } from '../tools/lib/images';
@@ -58,6 +62,22 @@ export async function createSession(
   const inputName = entry.input ?? session.inputNames[0]!;
   const outputName = entry.output ?? session.outputNames[0]!;
   return { session, inputName, outputName, createMs };
+}
+
+/**
+ * A session of `base` rewritten for a `side`² input by the resize-input
+ * transform, for sizes the registry does not ship (768²): the bytes go
+ * through a temporary file, removed once the session has read it.
+ */
+export async function resizedSession(base: ModelEntry, settings: SessionSettings, side: number): Promise<{ entry: ModelEntry; session: BenchSession }> {
+  const entry: ModelEntry = { ...base, name: `${base.name}-at-${side}`, inputSize: side };
+  const file = path.join(os.tmpdir(), `detourage-${entry.name}-${process.pid}.onnx`);
+  await writeFile(file, resizeInput(await readFile(modelFilePath(settings.modelsDir, base)), base.inputSize, side).bytes);
+  try {
+    return { entry, session: await createSession(entry, settings, {}, file) };
+  } finally {
+    await rm(file, { force: true });
+  }
 }
 
 export async function runOnce(model: BenchSession, tensor: ort.Tensor): Promise<Float32Array> {

@@ -6,8 +6,10 @@
  *    so the composite's true alpha and foreground colours are known exactly
  *    (the foreground under soft edges is filled in from the opaque subject).
  * Then times each added step against the baseline removal at 2 and 12 MP.
+ * Its preview section (issue 14) scores the 512² preview model and a 768²
+ * variant against the 1024² model, at the sizes they would serve.
  *
- *   npm run bench:quality            (node dist/bench/quality.js [--quick] [--timing-only])
+ *   npm run bench:quality            (node dist/bench/quality.js [--quick] [--timing-only] [--preview-only])
  *
  * Prints tables and, last, one JSON line with every figure (also written to bench/.results/).
  */
@@ -29,7 +31,8 @@ import { sharp } from '../functions/pipeline/sharp';
 import { boxMean } from '../functions/pipeline/planes';
 import type { AlphaMask, DecodedImage, RgbImage } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../tools/lib/images';
-import { createSession, inputTensor, runOnce, type BenchSession } from './floor';
+import { fittedSize } from '../functions/pipeline/size';
+import { createSession, inputTensor, resizedSession, runOnce, type BenchSession } from './floor';
 import { seededRandom } from '../tools/lib/random';
 import { benchImage } from './images';
 import { loadAverage, median, round, timed } from './stats';
@@ -308,6 +311,92 @@ async function colourErrors(cases: readonly Case[], maps: ReadonlyMap<string, Ma
   return { perCase: rows, imageColours: mean('imageColours'), estimatedWithModelAlpha: mean('estimatedWithModelAlpha'), estimatedWithRefinedAlpha: mean('estimatedWithRefinedAlpha'), estimatedWithTrueAlpha: mean('estimatedWithTrueAlpha') };
 }
 
+interface SizedModel {
+  label: string;
+  entry: ModelEntry;
+  session: BenchSession;
+}
+
+/** A case at most `maxPixels` large, as `size` makes it: the image and its true alpha resized as decode and postprocess resize. */
+async function scaledCase(item: Case, maxPixels: number): Promise<{ image: DecodedImage; alpha: Buffer }> {
+  const fitted = fittedSize(item.image, maxPixels);
+  if (!fitted) return { image: item.image, alpha: item.alpha };
+  const { width, height } = fitted;
+  // A resized 1-channel raw image comes back with 3 channels unless told otherwise.
+  const alpha = await sharp(item.alpha, { raw: { width: item.image.width, height: item.image.height, channels: 1 } })
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .extractChannel(0)
+    .raw()
+    .toBuffer();
+  const rgb = await sharp(item.image.rgb, { raw: { width: item.image.width, height: item.image.height, channels: 3 } })
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer();
+  return { image: { ...item.image, width, height, sourceWidth: width, sourceHeight: height, rgb }, alpha };
+}
+
+interface SizeComparison {
+  output: string;
+  maxPixels: number;
+  rows: { model: string; inputSize: number; groups: GroupScores; composites: Score }[];
+  /** The smaller model's mask against the 1024² model's, as if the latter were the truth. */
+  agreement: Score;
+}
+
+/**
+ * The preview question: at a result of at most 0.25 MP (size=preview, or a
+ * small image), does the 512² model lose anything against the 1024² one?
+ * And at 1.5 MP (size=medium), the 768² variant. Each model runs on the case
+ * resized as the service would resize it, and is scored against the truth
+ * resized alike. The truths of car-1 and cloth-1 are the 1024² model's own
+ * mask of the original photo, and anime-girl-1's is rembg's 1024² IS-Net: the
+ * 1024² model plays at home, so a draw here is a strong result.
+ */
+async function compareSizes(cases: readonly Case[], output: string, maxPixels: number, models: readonly SizedModel[]): Promise<SizeComparison> {
+  const alphas = models.map(() => [] as Buffer[]);
+  const truths: Buffer[] = [];
+  for (const item of cases) {
+    const { image, alpha } = await scaledCase(item, maxPixels);
+    truths.push(alpha);
+    for (const [index, { entry, session }] of models.entries()) {
+      const map = { size: entry.inputSize, data: await runOnce(session, inputTensor(await preprocess(image, entry))) };
+      alphas[index]!.push((await postprocess(map, entry.postprocess, image)).alpha);
+    }
+  }
+  const composites = cases.map((item) => item.group !== 'parity');
+  const rows = models.map(({ label, entry }, index) => {
+    const scores = cases.map((_, caseIndex) => compareAlpha(alphas[index]![caseIndex]!, truths[caseIndex]!));
+    return { model: label, inputSize: entry.inputSize, groups: byGroup(cases, scores), composites: meanScore(scores.filter((_, caseIndex) => composites[caseIndex])) };
+  });
+  const agreement = meanScore(cases.map((_, caseIndex) => compareAlpha(alphas[1]![caseIndex]!, alphas[0]![caseIndex]!)));
+  return { output, maxPixels, rows, agreement };
+}
+
+function printSizes(comparison: SizeComparison): void {
+  console.log(`
+${comparison.output}: alpha against the truth at that size (composites = soft and hard together)`);
+  console.log(`${'model'.padEnd(30)}${GROUPS.map((group) => `${`${group} MAE`.padStart(10)}${'IoU'.padStart(8)}`).join('  ')}  ${'composites MAE'.padStart(14)}${'IoU'.padStart(8)}`);
+  for (const row of comparison.rows) {
+    const cells = GROUPS.map((group) => `${row.groups[group].mae.toFixed(5).padStart(10)}${row.groups[group].iou.toFixed(4).padStart(8)}`).join('  ');
+    console.log(`${row.model.padEnd(30)}${cells}  ${row.composites.mae.toFixed(5).padStart(14)}${row.composites.iou.toFixed(4).padStart(8)}`);
+  }
+  const [full, smaller] = comparison.rows as [SizeComparison['rows'][number], SizeComparison['rows'][number]];
+  console.log(`  composites IoU, ${smaller.model} − ${full.model}: ${(smaller.composites.iou - full.composites.iou).toFixed(4)}; the two masks against each other: IoU ${comparison.agreement.iou.toFixed(4)}, MAE ${comparison.agreement.mae.toFixed(5)}`);
+}
+
+async function previewSection(cases: readonly Case[], session: BenchSession, entry: ModelEntry, settings: ReturnType<typeof loadConfig>) {
+  const preview = findModel('isnet-preview')!;
+  const full: SizedModel = { label: `${entry.name} (${entry.inputSize}²)`, entry, session };
+  const small: SizedModel = { label: `${preview.name} (${preview.inputSize}²)`, entry: preview, session: await createSession(preview, settings) };
+  const atPreview = await compareSizes(cases, 'size=preview (0.25 MP)', 250_000, [full, small]);
+  await small.session.session.release();
+  const medium = await resizedSession(entry, settings, 768);
+  const atMedium = await compareSizes(cases, 'size=medium (1.5 MP; every fixture is smaller, so its own size)', 1_500_000, [full, { label: `${entry.name} at 768²`, ...medium }]);
+  await medium.session.session.release();
+  for (const comparison of [atPreview, atMedium]) printSizes(comparison);
+  return { atPreview, atMedium };
+}
+
 async function medianMs<T>(reps: number, work: () => T | Promise<T>): Promise<number> {
   await work();
   const samples: number[] = [];
@@ -411,6 +500,12 @@ async function main(): Promise<void> {
   }
 
   const cases = await buildCases(session, entry);
+  if (process.argv.includes('--preview-only')) {
+    const preview = await previewSection(cases, session, entry, settings);
+    await session.session.release();
+    console.log(`\n${JSON.stringify({ model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, preview })}`);
+    return;
+  }
   const maps = new Map<string, Maps>();
   for (const item of cases) {
     console.error(`  inferring ${item.name}`);
@@ -448,11 +543,13 @@ async function main(): Promise<void> {
   }
   console.log(`${'mean'.padEnd(26)}${colour.imageColours.toFixed(2).padStart(15)}${colour.estimatedWithModelAlpha.toFixed(2).padStart(21)}${colour.estimatedWithRefinedAlpha.toFixed(2).padStart(13)}${colour.estimatedWithTrueAlpha.toFixed(2).padStart(10)}`);
 
+  const preview = await previewSection(cases, session, entry, settings);
+
   const time = await timings(session, entry);
   printTimings(time);
   await session.session.release();
 
-  const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, bestRefine: best.options, quality, colour, time };
+  const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, bestRefine: best.options, quality, colour, preview, time };
   console.log(`\n${JSON.stringify(record)}`);
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(path.join(RESULTS_DIR, `quality-${record.date.replace(/[:.]/g, '-')}.json`), `${JSON.stringify(record, null, 1)}\n`);

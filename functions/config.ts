@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log';
-import { findModel, modelNames, modelsReserveMiB, registry } from './model/registry';
+import { findModel, type ModelEntry, modelNames, modelsReserveMiB, registry } from './model/registry';
+import { PREVIEW_MODEL_SETTINGS, type PreviewModelSetting, previewCompanions } from './model/selection';
 import { DEFAULT_MODELS_DIR } from './paths';
 
 export interface Config {
@@ -10,6 +11,8 @@ export interface Config {
   model: string;
   /** Registry names a request may ask for; always includes `model`. */
   allowedModels: readonly string[];
+  /** PREVIEW_MODEL: whether small results run the requested model's preview variant (model/selection.ts). */
+  previewModel: PreviewModelSetting;
   /** Models kept loaded at once; the least recently used is unloaded past this. */
   maxLoadedModels: number;
   modelsDir: string;
@@ -315,6 +318,27 @@ function keyServerForTests(env: Env, problems: string[]): string | undefined {
   return raw;
 }
 
+/**
+ * `auto` was to be the default only if the preview's masks scored within 0.01
+ * IoU of the full model's at the preview's sizes; isnet-preview scores 0.06
+ * below on the quality bench's composites (docs/models.md), so it is opt-in.
+ */
+const DEFAULT_PREVIEW_MODEL: PreviewModelSetting = 'off';
+
+/**
+ * PREVIEW_MODEL, and the preview variants it brings in: with `auto`, each
+ * allowed model's preview (isnet-preview for isnet-fp32) becomes allowed too,
+ * so `models:fetch` fetches it, GET /models lists it and the holder may load
+ * it; the memory reserve counts it as loaded beside its base.
+ */
+function previewSetting(env: Env, allowedModels: readonly string[], problems: string[]): { previewModel: PreviewModelSetting; companions: ModelEntry[] } {
+  const raw = env.PREVIEW_MODEL?.trim().toLowerCase() || DEFAULT_PREVIEW_MODEL;
+  const known = (PREVIEW_MODEL_SETTINGS as readonly string[]).includes(raw);
+  if (!known) problems.push(`PREVIEW_MODEL must be ${PREVIEW_MODEL_SETTINGS.join(' or ')}, got ${JSON.stringify(env.PREVIEW_MODEL)}`);
+  const previewModel = known ? (raw as PreviewModelSetting) : DEFAULT_PREVIEW_MODEL;
+  return { previewModel, companions: previewCompanions({ allowedModels, previewModel }) };
+}
+
 /** Reads and validates every setting at once, so start-up names all problems together. */
 export function loadConfig(env: Env = process.env, readText: ReadText = readTextFile): Config {
   const problems: string[] = [];
@@ -334,6 +358,8 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
   } else if (!allowedModels.includes(model)) {
     problems.push(`ALLOWED_MODELS (${allowedModels.join(', ')}) must include MODEL ${model}`);
   }
+  const preview = previewSetting(env, allowedModels, problems);
+  for (const companion of preview.companions) if (!allowedModels.includes(companion.name)) allowedModels.push(companion.name);
 
   const logLevel = (env.LOG_LEVEL?.trim().toLowerCase() || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(env.LOG_LEVEL)}`);
@@ -345,7 +371,7 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
   const maxConcurrentInferences = integerSetting(env, 'MAX_CONCURRENT_INFERENCES', 1, problems, 16);
   const memory = memoryLimit(env, problems, readText);
   const known = allowedModels.map(findModel).filter((entry) => entry !== undefined);
-  const modelsMiB = modelsReserveMiB(known, maxLoadedModels, maxConcurrentInferences);
+  const modelsMiB = modelsReserveMiB(known, maxLoadedModels, maxConcurrentInferences, preview.companions);
   // The cache can be full while removals run, so its bound is reserved like the models'.
   const maskCacheMiB = integerSetting(env, 'MASK_CACHE_MB', DEFAULT_MASK_CACHE_MIB, problems, 64 * 1024, 0);
   const requestMiB = Math.floor(memory.mib * (1 - MEMORY_MARGIN) - modelsMiB - maskCacheMiB);
@@ -353,7 +379,7 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
     problems.push(
       `${memory.mib} MiB of memory (from ${memory.source}) leaves ${requestMiB} MiB for requests: the models need about ${modelsMiB} MiB, ` +
         `the mask cache ${maskCacheMiB} MiB (MASK_CACHE_MB) and ${MEMORY_MARGIN * 100}% is kept as margin. ` +
-        'Give the instance more memory, or lower MAX_LOADED_MODELS, MAX_CONCURRENT_INFERENCES or MASK_CACHE_MB.',
+        `Give the instance more memory, or lower MAX_LOADED_MODELS, MAX_CONCURRENT_INFERENCES or MASK_CACHE_MB${preview.companions.length > 0 ? ', or set PREVIEW_MODEL=off' : ''}.`,
     );
   }
 
@@ -362,6 +388,7 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
   const config: Config = {
     model,
     allowedModels: Object.freeze(allowedModels),
+    previewModel: preview.previewModel,
     // Each loaded IS-Net holds about 0.3-0.5 GB resident, so one by default: a 2 GiB instance has room for one.
     maxLoadedModels,
     modelsDir,

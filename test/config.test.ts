@@ -79,6 +79,7 @@ test('every variable is read', () => {
     {
       model: 'isnet-uint8',
       allowedModels: ['isnet-fp16', 'isnet-uint8'],
+      previewModel: 'off',
       maxLoadedModels: 2,
       modelsDir: '/srv/models',
       maxUploadBytes: 1000,
@@ -146,6 +147,22 @@ test('ALLOWED_MODELS defaults to MODEL, * means the whole registry, and it must 
   assert.throws(() => loadConfig({ ALLOWED_MODELS: 'isnet-uint8,u3net,../x' }), /ALLOWED_MODELS names models not in the registry: u3net, \.\.\/x/);
   assert.throws(() => loadConfig({ MODEL: 'isnet-fp16', ALLOWED_MODELS: 'isnet-uint8' }), /ALLOWED_MODELS \(isnet-uint8\) must include MODEL isnet-fp16/);
   assert.throws(() => loadConfig({ MAX_LOADED_MODELS: '0' }), /MAX_LOADED_MODELS must be between 1 and 16, got 0/);
+});
+
+test('PREVIEW_MODEL: off by default; auto allows each allowed model\'s preview and reserves its whole peak beside the others', () => {
+  assert.equal(loadConfig({}).previewModel, 'off');
+  const auto = loadConfig({ PREVIEW_MODEL: 'AUTO', MEMORY_LIMIT_MB: '4096' });
+  assert.equal(auto.previewModel, 'auto');
+  assert.deepEqual(auto.allowedModels, ['isnet-fp32', 'isnet-preview']);
+  // 3276 MiB (80%) less isnet-fp32's 1000 MiB peak and isnet-preview's 620: both stay loaded.
+  assert.equal(auto.requestMemoryBytes, (3276 - 1000 - 620) * 1024 * 1024);
+  assert.equal(loadConfig({ PREVIEW_MODEL: 'off', MEMORY_LIMIT_MB: '4096' }).requestMemoryBytes, (3276 - 1000) * 1024 * 1024);
+  // Only a model that has a preview brings one in.
+  assert.deepEqual(loadConfig({ PREVIEW_MODEL: 'auto', MODEL: 'isnet-fp16' }).allowedModels, ['isnet-fp16']);
+  assert.deepEqual(loadConfig({ PREVIEW_MODEL: 'auto', ALLOWED_MODELS: 'isnet-fp32,isnet-preview' }).allowedModels, ['isnet-fp32', 'isnet-preview']);
+  assert.throws(() => loadConfig({ PREVIEW_MODEL: 'yes' }), /PREVIEW_MODEL must be off or auto, got "yes"/);
+  // On 2 GiB the two models leave too little for requests, and the message says which setting to change.
+  assert.throws(() => loadConfig({ PREVIEW_MODEL: 'auto', MEMORY_LIMIT_MB: '2048' }), /leaves 18 MiB for requests: the models need about 1620 MiB[\s\S]*or set PREVIEW_MODEL=off/);
 });
 
 test('the local server refuses to start on an invalid value, with the message', () => {

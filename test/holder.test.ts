@@ -16,7 +16,7 @@ const unhandled: unknown[] = [];
 process.on('unhandledRejection', (reason) => unhandled.push(reason));
 
 const entry = findModel(registry.default)!;
-const settings = { model: entry.name, allowedModels: [entry.name], maxLoadedModels: 1, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1 };
+const settings = { model: entry.name, allowedModels: [entry.name], maxLoadedModels: 1, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1, previewModel: 'off' as const };
 
 test('unit: concurrent first calls share one load; a failure is forgotten, not cached', async () => {
   let calls = 0;

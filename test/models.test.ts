@@ -13,7 +13,7 @@ import type { ModelsBody } from '../functions/handlers/models';
 import { type HolderSettings, ModelHolder, type ModelLoader } from '../functions/model/holder';
 import { findModel, type ModelEntry, modelFilePath, registry } from '../functions/model/registry';
 import type { ModelInput } from '../functions/model/tensors';
-import { resolveModel } from '../functions/model/selection';
+import { modelToRun, type PreviewSelection, resolveModel } from '../functions/model/selection';
 import { type LoadedModel, loadModel } from '../functions/model/session';
 import { DEFAULT_MODELS_DIR } from '../functions/paths';
 import { decodeImage } from '../functions/pipeline/decode';
@@ -28,7 +28,7 @@ const OTHER = 'isnet-fp16';
 const [A, B, C] = ['isnet-fp16', 'isnet-uint8', 'u2netp'] as const;
 
 function settingsFor(overrides: Partial<HolderSettings> = {}): HolderSettings {
-  return { model: A, allowedModels: [A, B, C], maxLoadedModels: 1, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1, ...overrides };
+  return { model: A, allowedModels: [A, B, C], maxLoadedModels: 1, modelsDir: '/nowhere', inferThreads: 1, maxConcurrentInferences: 1, previewModel: 'off', ...overrides };
 }
 
 /** A fake loader that counts the loads it is asked for, records loads and releases, and counts the sessions alive at any instant. */
@@ -159,6 +159,30 @@ test('holder: under mixed concurrent traffic no more than MAX_LOADED_MODELS sess
   assert.equal(fake.mostAlive(), 1);
   assert.equal(inferences, 30);
   assert.equal(fake.events.filter((event) => event.startsWith('ran ')).length, 30);
+});
+
+test('modelToRun: the preview stands in for its base up to its previewMaxPixels, with PREVIEW_MODEL=auto, when allowed', () => {
+  const [fp32, fp16] = [findModel('isnet-fp32')!, findModel('isnet-fp16')!];
+  const auto: PreviewSelection = { allowedModels: ['isnet-fp32', 'isnet-preview', 'isnet-fp16'], previewModel: 'auto' };
+  const run = (selection: PreviewSelection, requested: ModelEntry, pixels: number): string => modelToRun(selection, requested, pixels).name;
+  assert.equal(run(auto, fp32, 250_000), 'isnet-preview');
+  assert.equal(run(auto, fp32, 1), 'isnet-preview');
+  assert.equal(run(auto, fp32, 250_001), 'isnet-fp32');
+  assert.equal(run(auto, fp16, 1000), 'isnet-fp16', 'another model keeps its own');
+  assert.equal(run({ ...auto, previewModel: 'off' }, fp32, 1000), 'isnet-fp32');
+  assert.equal(run({ ...auto, allowedModels: ['isnet-fp32'] }, fp32, 1000), 'isnet-fp32', 'only an allowed preview runs');
+});
+
+test('a preview companion stays loaded beside its base and is not counted against MAX_LOADED_MODELS', async () => {
+  const names = ['isnet-fp32', 'isnet-preview', 'isnet-fp16'];
+  const loadedAfter = async (previewModel: 'off' | 'auto'): Promise<string[]> => {
+    const fake = fakeModels();
+    const holder = new ModelHolder(settingsFor({ model: 'isnet-fp32', allowedModels: names, previewModel }), fake.loader);
+    for (const name of names) await holder.get(name);
+    return names.filter((name) => holder.isModelLoaded(name)).sort();
+  };
+  assert.deepEqual(await loadedAfter('auto'), ['isnet-fp16', 'isnet-preview']);
+  assert.deepEqual(await loadedAfter('off'), ['isnet-fp16']);
 });
 
 // isnet-fp16 rather than isnet-uint8 as the other model: it is on disk after `npm run setup` (the

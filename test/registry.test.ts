@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { findModel, type ModelEntry, modelFilePath, modelNames, parseRegistry, registry } from '../functions/model/registry';
+import { findModel, type ModelEntry, modelFilePath, modelNames, modelsReserveMiB, parseRegistry, previewOf, registry } from '../functions/model/registry';
 
 test('the registry ships the npm IS-Net models and the rembg URL models', () => {
   assert.deepEqual(modelNames(), [
@@ -16,6 +16,7 @@ test('the registry ships the npm IS-Net models and the rembg URL models', () => 
     'birefnet-general',
     'birefnet-general-lite',
     'birefnet-portrait',
+    'isnet-preview',
   ]);
   assert.equal(registry.default, 'isnet-fp32');
 });
@@ -27,6 +28,18 @@ test('the default is derived from isnet-fp16 at fetch time, with its own checksu
   assert.equal(fp32.bytes, 176_224_319);
   const network = (entry: ModelEntry) => [entry.inputSize, entry.mean, entry.std, entry.postprocess, entry.input, entry.output, entry.license];
   assert.deepEqual(network(fp32), network(findModel('isnet-fp16')!), 'the same network: the same input, normalisation and output');
+});
+
+test('the preview is isnet-fp32 at 512², derived from it at fetch time, with its own checksum', () => {
+  const preview = findModel('isnet-preview')!;
+  assert.deepEqual(preview.sources, [{ kind: 'derived', from: 'isnet-fp32', transform: 'resize-input' }]);
+  assert.deepEqual(preview.checksum, { algorithm: 'sha256', hex: 'f5e85d07641c22b87a06956b5a9926809c9c51e48404e0b33cc2964dd1c44d81' });
+  assert.equal(preview.bytes, 176_224_248);
+  assert.equal(preview.inputSize, 512);
+  assert.equal(preview.previewMaxPixels, 250_000);
+  assert.equal(previewOf('isnet-fp32'), preview);
+  assert.equal(previewOf('isnet-fp16'), undefined);
+  assert.equal(previewOf('isnet-preview'), undefined);
 });
 
 test('entries carry checksum, sizes, normalisation and postprocessing as data', () => {
@@ -64,7 +77,41 @@ test('a malformed registry is refused with the reason', () => {
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[0]!.sources = [{ kind: 'derived', from: 'isnet-fp16', transform: 'magic' }]))), /isnet-fp32: bad source/);
   assert.throws(() => parseRegistry(broken((copy) => (copy.models[0]!.sources = [{ kind: 'derived', from: 'nope', transform: 'fp16-to-fp32' }]))), /derived from nope, which is not a model/);
   assert.throws(
-    () => parseRegistry(broken((copy) => (copy.models[1]!.sources = [{ kind: 'derived', from: 'isnet-fp32', transform: 'fp16-to-fp32' }]))),
-    /isnet-fp32: derived from isnet-fp16, which is itself derived/,
+    () => parseRegistry(broken((copy) => (copy.models[1]!.sources = [{ kind: 'derived', from: 'isnet-preview', transform: 'fp16-to-fp32' }]))),
+    /derivations loop: isnet-fp32 → isnet-fp16 → isnet-preview → isnet-fp32/,
   );
+  // A base that could be downloaded still may not close a loop: its download may fail and the derivation be tried.
+  assert.throws(
+    () => parseRegistry(broken((copy) => (copy.models[1]!.sources = [...(copy.models[1]!.sources as object[]), { kind: 'derived', from: 'isnet-fp32', transform: 'fp16-to-fp32' }]))),
+    /derivations loop: isnet-fp32 → isnet-fp16 → isnet-fp32/,
+  );
+});
+
+test('the registry refuses a bad resize-input or preview', () => {
+  const model = (name: string, copy: { models: Record<string, unknown>[] }): Record<string, unknown> => copy.models.find((entry) => entry.name === name)!;
+  const broken = (change: (copy: { models: Record<string, unknown>[] }) => void): unknown => {
+    const copy = JSON.parse(JSON.stringify(registry)) as { models: Record<string, unknown>[] };
+    change(copy);
+    return copy;
+  };
+  assert.throws(() => parseRegistry(broken((copy) => (model('isnet-preview', copy).inputSize = 1024))), /isnet-preview: resize-input from isnet-fp32 to the same inputSize 1024/);
+  assert.throws(() => parseRegistry(broken((copy) => (model('isnet-preview', copy).mean = [0.485, 0.456, 0.406]))), /isnet-preview: resize-input from isnet-fp32 must keep its mean, std, postprocess, input and output/);
+  assert.throws(() => parseRegistry(broken((copy) => (model('isnet-preview', copy).previewMaxPixels = 0.25))), /isnet-preview: bad previewMaxPixels/);
+  assert.throws(() => parseRegistry(broken((copy) => (model('isnet-fp16', copy).previewMaxPixels = 250_000))), /isnet-fp16: a preview's one source must be a resize-input of its base/);
+  assert.throws(
+    () => parseRegistry(broken((copy) => (model('isnet-preview', copy).sources = [...(model('isnet-preview', copy).sources as object[]), { kind: 'url', url: 'https://example.com/x.onnx' }]))),
+    /isnet-preview: a preview's one source must be a resize-input of its base/,
+  );
+  assert.throws(() => parseRegistry(broken((copy) => copy.models.push({ ...model('isnet-preview', copy), name: 'isnet-preview-2' }))), /isnet-preview-2: isnet-fp32 already has the preview isnet-preview/);
+  assert.throws(() => parseRegistry(broken((copy) => (model('isnet-preview', copy).sources = [{ kind: 'derived', from: 'isnet-fp32', transform: 'resize' }]))), /isnet-preview: bad source/);
+});
+
+test('the memory reserve counts a preview companion as loaded beside the others', () => {
+  const [fp32, preview, fp16] = ['isnet-fp32', 'isnet-preview', 'isnet-fp16'].map((name) => findModel(name)!) as [ModelEntry, ModelEntry, ModelEntry];
+  assert.equal(preview.peakMiB, 620);
+  assert.equal(modelsReserveMiB([fp32], 1, 1), 1000);
+  // Without a companion the preview is one more model, which MAX_LOADED_MODELS=1 would unload.
+  assert.equal(modelsReserveMiB([fp32, preview], 1, 1), 1000);
+  assert.equal(modelsReserveMiB([fp32, preview], 1, 1, [preview]), 1000 + 620);
+  assert.equal(modelsReserveMiB([fp32, fp16, preview], 2, 1, [preview]), 1220 + 1220 / 2 + 620);
 });

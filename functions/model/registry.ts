@@ -17,9 +17,14 @@ export interface UrlSource {
   url: string;
 }
 
-/** How a derived model's weights are made from its base's; see convertFp32.ts. */
-export type ModelTransform = 'fp16-to-fp32';
-export const MODEL_TRANSFORMS: readonly ModelTransform[] = ['fp16-to-fp32'];
+/**
+ * How a derived model's weights are made from its base's: `fp16-to-fp32`
+ * widens them (convertFp32.ts); `resize-input` rewrites the graph for the
+ * derived entry's own `inputSize` (resizeInput.ts), the one parameter it
+ * takes, read from the entry so that the two can never disagree.
+ */
+export type ModelTransform = 'fp16-to-fp32' | 'resize-input';
+export const MODEL_TRANSFORMS: readonly ModelTransform[] = ['fp16-to-fp32', 'resize-input'];
 
 /**
  * Weights computed at fetch time from another registry model's verified
@@ -27,7 +32,12 @@ export const MODEL_TRANSFORMS: readonly ModelTransform[] = ['fp16-to-fp32'];
  */
 export interface DerivedSource {
   kind: 'derived';
-  /** The base model; it must itself be downloadable, so derivations never chain or loop. */
+  /**
+   * The base model. It may itself be derived (isnet-preview is isnet-fp32's
+   * graph at 512², and isnet-fp32 is isnet-fp16's weights in fp32): the fetch
+   * makes the base first, and parseRegistry refuses a chain that loops or
+   * does not end at a downloadable model.
+   */
   from: string;
   transform: ModelTransform;
 }
@@ -67,6 +77,12 @@ export interface ModelEntry {
    * (VmHWM, measured by `npm run bench`), or absent where never measured.
    */
   peakMiB?: number;
+  /**
+   * Marks a preview: a `resize-input` variant of its base that stands in for
+   * it when a removal's processed image has at most this many pixels and
+   * PREVIEW_MODEL is auto (docs/models.md weighs its speed against its masks).
+   */
+  previewMaxPixels?: number;
 }
 
 export interface Registry {
@@ -96,35 +112,74 @@ function checkSource(name: string, source: Partial<ModelSource>): asserts source
   if (!ok) fail(`${name}: bad source ${JSON.stringify(source)}`);
 }
 
+/**
+ * Every derivation ends at a model that can be downloaded, without a loop
+ * (even through a base that could also be downloaded: its download may fail
+ * and the next source be tried): the fetch makes each base before what is
+ * derived from it, and a loop would recurse for ever.
+ */
+function checkDerivations(byName: ReadonlyMap<string, Partial<ModelEntry>>): void {
+  const fromOf = (entry: Partial<ModelEntry>): string[] =>
+    (entry.sources ?? []).flatMap((source) => (source.kind === 'derived' ? [source.from] : []));
+  for (const [name, entry] of byName) {
+    for (const from of fromOf(entry)) if (!byName.has(from)) fail(`${name}: derived from ${from}, which is not a model`);
+  }
+  const settled = new Set<string>();
+  const visit = (name: string, path: readonly string[]): void => {
+    if (settled.has(name)) return;
+    if (path.includes(name)) fail(`derivations loop: ${[...path, name].join(' → ')}`);
+    for (const from of fromOf(byName.get(name)!)) visit(from, [...path, name]);
+    settled.add(name);
+  };
+  for (const name of byName.keys()) visit(name, []);
+}
+
+/**
+ * A `resize-input` model is its base's network at another input size, so it
+ * must read and write the same tensors the same way; a preview is such a
+ * model (its only source), and a base has at most one.
+ */
+function checkResizedVariants(byName: ReadonlyMap<string, Partial<ModelEntry>>): void {
+  const previews = new Map<string, string>();
+  for (const [name, entry] of byName) {
+    const resized = (entry.sources ?? []).filter((source): source is DerivedSource => source.kind === 'derived' && source.transform === 'resize-input');
+    for (const { from } of resized) {
+      const base = byName.get(from)!;
+      if (base.inputSize === entry.inputSize) fail(`${name}: resize-input from ${from} to the same inputSize ${entry.inputSize}`);
+      const network = (model: Partial<ModelEntry>): string => JSON.stringify([model.mean, model.std, model.postprocess, model.input, model.output]);
+      if (network(base) !== network(entry)) fail(`${name}: resize-input from ${from} must keep its mean, std, postprocess, input and output`);
+    }
+    if (entry.previewMaxPixels === undefined) continue;
+    if (!(Number.isInteger(entry.previewMaxPixels) && entry.previewMaxPixels > 0)) fail(`${name}: bad previewMaxPixels`);
+    if (resized.length !== 1 || entry.sources?.length !== 1) fail(`${name}: a preview's one source must be a resize-input of its base`);
+    const base = resized[0]!.from;
+    if (previews.has(base)) fail(`${name}: ${base} already has the preview ${previews.get(base)}`);
+    previews.set(base, name);
+  }
+}
+
 /** The JSON is data anyone may edit, so its shape is checked rather than cast. */
 export function parseRegistry(json: unknown): Registry {
   const root = json as { default?: unknown; models?: unknown };
   if (typeof root.default !== 'string' || !Array.isArray(root.models)) fail('expected {default, models[]}');
-  const names = new Set<string>();
-  const derived: { name: string; from: string }[] = [];
+  const byName = new Map<string, Partial<ModelEntry>>();
   for (const raw of root.models as Partial<ModelEntry>[]) {
     const name = raw.name;
     if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(name)) fail(`bad model name ${String(name)}`);
-    if (names.has(name)) fail(`duplicate model ${name}`);
-    names.add(name);
+    if (byName.has(name)) fail(`duplicate model ${name}`);
+    byName.set(name, raw);
     const digestLength = { sha256: 64, md5: 32 }[raw.checksum?.algorithm ?? 'sha256'];
     if (!raw.checksum || !new RegExp(`^[0-9a-f]{${digestLength}}$`).test(raw.checksum.hex)) fail(`${name}: bad checksum`);
     if (!Array.isArray(raw.sources) || raw.sources.length === 0) fail(`${name}: no sources`);
-    for (const source of raw.sources as Partial<ModelSource>[]) {
-      checkSource(name, source);
-      if (source.kind === 'derived') derived.push({ name, from: source.from });
-    }
+    for (const source of raw.sources as Partial<ModelSource>[]) checkSource(name, source);
     if (!isRgb(raw.mean) || !isRgb(raw.std) || raw.std.some((n) => n === 0)) fail(`${name}: bad mean/std`);
     if (!Number.isInteger(raw.inputSize) || (raw.inputSize ?? 0) < 1) fail(`${name}: bad inputSize`);
     if (raw.postprocess !== 'minmax' && raw.postprocess !== 'sigmoid-minmax') fail(`${name}: bad postprocess`);
     if (raw.peakMiB !== undefined && !(Number.isInteger(raw.peakMiB) && raw.peakMiB > 0)) fail(`${name}: bad peakMiB`);
   }
-  if (!names.has(root.default)) fail(`default ${root.default} is not a model`);
-  const derivedNames = new Set(derived.map((source) => source.name));
-  for (const { name, from } of derived) {
-    if (!names.has(from)) fail(`${name}: derived from ${from}, which is not a model`);
-    if (derivedNames.has(from)) fail(`${name}: derived from ${from}, which is itself derived`);
-  }
+  if (!byName.has(root.default)) fail(`default ${root.default} is not a model`);
+  checkDerivations(byName);
+  checkResizedVariants(byName);
   return json as Registry;
 }
 
@@ -143,16 +198,33 @@ export function peakMemoryMiB(entry: ModelEntry): number {
 /**
  * What the models need before any request: the largest allowed model's peak,
  * plus, for every further model kept loaded or inference run at once, half
- * of it (isnet-fp32 settles at 523 MiB resident of its 999 MiB peak).
+ * of it (isnet-fp32 settles at 523 MiB resident of its 999 MiB peak), plus
+ * the whole peak of each companion: a preview kept loaded beside the others
+ * (PREVIEW_MODEL=auto), which MAX_LOADED_MODELS does not count. Not half: a
+ * loaded isnet-preview adds 490-500 MiB resident beside isnet-fp32 (its
+ * peak is 530-615), and a full inference then peaks 420-450 MiB higher
+ * (`npm run bench:preview`).
  */
-export function modelsReserveMiB(allowed: readonly ModelEntry[], maxLoadedModels: number, maxConcurrentInferences: number): number {
-  const largest = Math.max(0, ...allowed.map(peakMemoryMiB));
-  const extraModels = Math.min(maxLoadedModels, allowed.length) - 1;
-  return Math.ceil(largest + ((Math.max(0, extraModels) + maxConcurrentInferences - 1) * largest) / 2);
+export function modelsReserveMiB(
+  allowed: readonly ModelEntry[],
+  maxLoadedModels: number,
+  maxConcurrentInferences: number,
+  companions: readonly ModelEntry[] = [],
+): number {
+  const counted = allowed.filter((entry) => !companions.includes(entry));
+  const largest = Math.max(0, ...counted.map(peakMemoryMiB));
+  const extraModels = Math.min(maxLoadedModels, counted.length) - 1;
+  const riding = companions.reduce((sum, entry) => sum + peakMemoryMiB(entry), 0);
+  return Math.ceil(largest + ((Math.max(0, extraModels) + maxConcurrentInferences - 1) * largest) / 2 + riding);
 }
 
 export function findModel(name: string): ModelEntry | undefined {
   return registry.models.find((entry) => entry.name === name);
+}
+
+/** The preview variant of the model `base` (parseRegistry allows at most one), if it has one. */
+export function previewOf(base: string): ModelEntry | undefined {
+  return registry.models.find((entry) => entry.previewMaxPixels !== undefined && entry.sources.some((source) => source.kind === 'derived' && source.from === base));
 }
 
 export function modelNames(): string[] {

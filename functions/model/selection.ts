@@ -1,6 +1,10 @@
 import { invalidParameter } from '../errors';
-import { findModel, type ModelEntry } from './registry';
+import { findModel, type ModelEntry, previewOf } from './registry';
 import { checkWeights, weightsMissing } from './weights';
+
+/** PREVIEW_MODEL: `auto` runs a model's preview variant for small results, `off` never does. */
+export type PreviewModelSetting = 'off' | 'auto';
+export const PREVIEW_MODEL_SETTINGS: readonly PreviewModelSetting[] = ['off', 'auto'];
 
 /**
  * The settings that decide which models a request may use: Config has these
@@ -10,6 +14,39 @@ export interface ModelSelection {
   /** Registry name of the model a request that names none gets. */
   model: string;
   allowedModels: readonly string[];
+  previewModel: PreviewModelSetting;
+}
+
+/** What decides whether a preview may run: the allowed models and PREVIEW_MODEL. */
+export type PreviewSelection = Pick<ModelSelection, 'allowedModels' | 'previewModel'>;
+
+/**
+ * The preview variants that PREVIEW_MODEL=auto puts beside the allowed
+ * models they stand in for. Config adds them to the allowed models (so they
+ * are fetched, listed and loadable) and reserves their memory; the holder
+ * keeps them loaded beside their base without counting them against
+ * MAX_LOADED_MODELS, since traffic that mixes small and large results would
+ * otherwise unload one for the other on every switch.
+ */
+export function previewCompanions(selection: PreviewSelection): ModelEntry[] {
+  if (selection.previewModel !== 'auto') return [];
+  return selection.allowedModels.flatMap((name) => {
+    const preview = previewOf(name);
+    return preview ? [preview] : [];
+  });
+}
+
+/**
+ * The model a removal runs, once the size of its result is known: the
+ * requested model's preview variant when PREVIEW_MODEL is auto, the variant
+ * is allowed, and the processed image has at most its previewMaxPixels;
+ * otherwise the requested model. Only the model a preview was derived from
+ * is ever replaced, so a request that names another model keeps it.
+ */
+export function modelToRun(selection: PreviewSelection, requested: ModelEntry, pixels: number): ModelEntry {
+  const preview = selection.previewModel === 'auto' ? previewOf(requested.name) : undefined;
+  if (!preview || !selection.allowedModels.includes(preview.name) || pixels > (preview.previewMaxPixels ?? 0)) return requested;
+  return preview;
 }
 
 /** A selection and where the weights are, to check a request's model is in place before loading it. */

@@ -305,10 +305,12 @@ async function fetchFromNpmTarball(
  * Imported on use, so that only a fetch that derives a model loads onnx-proto
  * (about 100 ms and 7 MB): the server imports this module for checkWeights.
  */
-async function applyTransform(transform: ModelTransform, base: Uint8Array): Promise<Uint8Array> {
+async function applyTransform(transform: ModelTransform, bytes: Uint8Array, base: ModelEntry, entry: ModelEntry): Promise<Uint8Array> {
   switch (transform) {
     case 'fp16-to-fp32':
-      return (await import('./convertFp32')).convertToFp32(base).bytes;
+      return (await import('./convertFp32')).convertToFp32(bytes).bytes;
+    case 'resize-input':
+      return (await import('./resizeInput')).resizeInput(bytes, base.inputSize, entry.inputSize).bytes;
   }
 }
 
@@ -323,7 +325,7 @@ async function fetchDerived(
   if (!base) throw new FetchError(`${entry.name} is derived from ${source.from}, which is not in the registry`);
   const { path: basePath } = await fetchBase(base);
   const started = performance.now();
-  const bytes = await applyTransform(source.transform, await fs.readFile(basePath));
+  const bytes = await applyTransform(source.transform, await fs.readFile(basePath), base, entry);
   const actual = createHash(entry.checksum.algorithm).update(bytes).digest('hex');
   if (actual !== entry.checksum.hex) throw checksumMismatch(entry, actual, `${source.transform} of ${base.name}`);
   const temporary = temporaryPathBeside(target);
@@ -336,7 +338,9 @@ async function fetchDerived(
   options.log?.(`${entry.name}: made from ${base.name} by ${source.transform} in ${Math.round(performance.now() - started)} ms`);
 }
 
-async function fetchOne(entry: ModelEntry, options: FetchOptions, cache: TarballCache): Promise<FetchResult> {
+/** `deriving`: the models whose fetch is waiting on this one, so that a loop (only a test's own findModel could make one) fails rather than recursing. */
+async function fetchOne(entry: ModelEntry, options: FetchOptions, cache: TarballCache, deriving: readonly string[] = []): Promise<FetchResult> {
+  if (deriving.includes(entry.name)) throw new FetchError(`derivations loop: ${[...deriving, entry.name].join(' → ')}`);
   const target = modelFilePath(options.modelsDir, entry);
   await removeStaleTemporaries(target);
   if ((await checkWeights(entry, options.modelsDir, 'hash')) === 'present') return { model: entry.name, path: target, status: 'present' };
@@ -346,8 +350,9 @@ async function fetchOne(entry: ModelEntry, options: FetchOptions, cache: Tarball
       if (source.kind === 'url') await fetchFromUrl(entry, source, target, options);
       else if (source.kind === 'npm-tarball') await fetchFromNpmTarball(entry, source, target, options, cache);
       // The base stays in the models directory: it is a verified registry model, and keeping it
-      // saves a download the next time the derived file has to be made.
-      else await fetchDerived(entry, source, target, options, (base) => fetchOne(base, options, cache));
+      // saves a download the next time the derived file has to be made. A base that is itself
+      // derived is made first, the same way.
+      else await fetchDerived(entry, source, target, options, (base) => fetchOne(base, options, cache, [...deriving, entry.name]));
       return { model: entry.name, path: target, status: source.kind === 'derived' ? 'derived' : 'downloaded' };
     } catch (error) {
       failures.push((error as Error).message);

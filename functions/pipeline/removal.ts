@@ -1,11 +1,13 @@
 import { ApiError } from '../errors';
 import type { ModelHolder } from '../model/holder';
 import type { LoadedModel } from '../model/session';
+import type { ModelEntry } from '../model/registry';
+import { modelToRun, type PreviewSelection } from '../model/selection';
 import { colourBackdrop, imageBackdrop } from './backdrops';
 import type { Backdrop } from './composite';
-import { type CostEstimate, type CostModel, estimateRemoval } from './cost';
+import { type CostEstimate, estimateRemoval } from './cost';
 import { decodeWithHeader, type ImageHeader, readImageHeader } from './decode';
-import { describeSize, megapixels } from './size';
+import { describeSize, megapixels, processedSize } from './size';
 import { checkEncodable, encode } from './encode';
 import { estimateForeground } from './colourEstimation';
 import { infer, inferMirrored } from './infer';
@@ -64,13 +66,18 @@ export interface RemovalContext {
 
 /**
  * Reads both images' headers (refusing unsupported, corrupt and oversized
- * ones) and estimates the removal's peak memory, before a pixel is decoded.
+ * ones), picks the model that runs (the requested one, or its preview
+ * variant for a small result), and estimates the removal's peak memory with
+ * it, before a pixel is decoded.
  */
-export async function planRemoval(job: RemovalJob, model: CostModel, limits: RemovalLimits, json = false): Promise<RemovalPlan> {
+export async function planRemoval(job: RemovalJob, requested: ModelEntry, limits: RemovalLimits & PreviewSelection, json = false): Promise<RemovalPlan> {
   const [image, background] = await Promise.all([
     readImageHeader(job.image, limits.maxInputPixels),
     job.backgroundImage ? readImageHeader(job.backgroundImage, limits.maxInputPixels) : null,
   ]);
+  // The mask is made at the processed size, so that size decides whether a preview variant may stand in.
+  const processed = processedSize(image, job.options.maxPixels);
+  const model = modelToRun(limits, requested, processed.width * processed.height);
   const cost = estimateRemoval({ image, background, options: job.options, model, maxOutputPixels: limits.maxOutputPixels, json });
   // Without crop the canvas is the processed image itself, so its size is known now and checked before any inference.
   if (!job.options.layout.crop) {
@@ -82,7 +89,8 @@ export async function planRemoval(job: RemovalJob, model: CostModel, limits: Rem
     }
     checkEncodable(cost.width, cost.height, job.options.encode);
   }
-  return { job, image, background, cost, limits };
+  // removeBackground loads whatever the options name, so the choice is made here once.
+  return { job: { ...job, options: { ...job.options, model: model.name } }, image, background, cost, limits };
 }
 
 class Stopwatch {

@@ -12,9 +12,11 @@ const USAGE = `Usage: detourage models list [--json]
           in the models directory (MODELS_DIR) and pass their checksum
   fetch   download the weights of NAME (default: the configured models,
           ALLOWED_MODELS, which is by default just MODEL, else the
-          registry's default), or make them from their base model (derived
-          models such as isnet-fp32), verify the checksum, and put them in
-          the models directory; weights already there and verified are kept
+          registry's default, and with PREVIEW_MODEL=auto their preview
+          variants), or make them from their base model (derived models
+          such as isnet-fp32 and isnet-preview), verify the checksum, and
+          put them in the models directory; weights already there and
+          verified are kept
 
 Options:
   --json        list: print JSON instead of a table
