@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../functions/config';
+import { findModel } from '../functions/model/registry';
+import { fetchModels } from '../functions/model/weights';
 import type { ModelsBody } from '../functions/handlers/models';
 import { alphaChannel, compareAlpha, fixture } from '../tools/lib/images';
 import { bodyBytes, postImage, type RunningServer } from '../tools/lib/http';
@@ -22,6 +24,12 @@ async function remove(server: RunningServer, name: string, query: string): Promi
 }
 
 // anime-girl-1 is 850×601 (0.51 MP): a "large" image at size=auto. car-1 is 480×360 (0.17 MP): a small one.
+// PREVIEW_MODEL is off by default, so `npm run setup` does not make the preview: derive it here,
+// from the isnet-fp32 that setup fetched (no network; about 3 s, and nothing when it is there).
+before(async () => {
+  await fetchModels([findModel('isnet-preview')!], { modelsDir: loadConfig({}).modelsDir });
+});
+
 let previewMask: Buffer;
 let fullMask: Buffer;
 
