@@ -154,15 +154,15 @@ test('PREVIEW_MODEL: off by default; auto allows each allowed model\'s preview a
   const auto = loadConfig({ PREVIEW_MODEL: 'AUTO', MEMORY_LIMIT_MB: '4096' });
   assert.equal(auto.previewModel, 'auto');
   assert.deepEqual(auto.allowedModels, ['isnet-fp32', 'isnet-preview']);
-  // 3276 MiB (80%) less isnet-fp32's 1000 MiB peak and isnet-preview's 620: both stay loaded.
-  assert.equal(auto.requestMemoryBytes, (3276 - 1000 - 620) * 1024 * 1024);
-  assert.equal(loadConfig({ PREVIEW_MODEL: 'off', MEMORY_LIMIT_MB: '4096' }).requestMemoryBytes, (3276 - 1000) * 1024 * 1024);
+  // 3276 MiB (80%) less isnet-fp32's 1000 MiB peak and isnet-preview's 620 (both stay loaded), and the 32 MiB mask cache.
+  assert.equal(auto.requestMemoryBytes, (3276 - 1000 - 620 - 32) * 1024 * 1024);
+  assert.equal(loadConfig({ PREVIEW_MODEL: 'off', MEMORY_LIMIT_MB: '4096' }).requestMemoryBytes, (3276 - 1000 - 32) * 1024 * 1024);
   // Only a model that has a preview brings one in.
   assert.deepEqual(loadConfig({ PREVIEW_MODEL: 'auto', MODEL: 'isnet-fp16' }).allowedModels, ['isnet-fp16']);
   assert.deepEqual(loadConfig({ PREVIEW_MODEL: 'auto', ALLOWED_MODELS: 'isnet-fp32,isnet-preview' }).allowedModels, ['isnet-fp32', 'isnet-preview']);
   assert.throws(() => loadConfig({ PREVIEW_MODEL: 'yes' }), /PREVIEW_MODEL must be off or auto, got "yes"/);
   // On 2 GiB the two models leave too little for requests, and the message says which setting to change.
-  assert.throws(() => loadConfig({ PREVIEW_MODEL: 'auto', MEMORY_LIMIT_MB: '2048' }), /leaves 18 MiB for requests: the models need about 1620 MiB[\s\S]*or set PREVIEW_MODEL=off/);
+  assert.throws(() => loadConfig({ PREVIEW_MODEL: 'auto', MEMORY_LIMIT_MB: '2048' }), /leaves -14 MiB for requests: the models need about 1620 MiB[\s\S]*or set PREVIEW_MODEL=off/);
 });
 
 test('the local server refuses to start on an invalid value, with the message', () => {
