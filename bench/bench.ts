@@ -20,7 +20,7 @@ import { type BenchImage, benchImages } from './images';
 import { type FloorResult, measureFloor } from './floor';
 import { measureReuse, printReuse, type ReuseResult } from './reuse';
 import { DEPLOYED_ENV, removal, type RemovalSample, type ServerProcess, spawnServer, waitForHealth, warmup } from './server-process';
-import { loadAverage, median, percentile, peakRssMiB, resetPeakRss, round, rssMiB } from './stats';
+import { loadAverage, median, pad, percentile, peakRssMiB, resetPeakRss, round, rssMiB } from './stats';
 
 const STAGES = ['decode', 'load', 'preprocess', 'queue', 'infer', 'postprocess', 'encode'] as const;
 const LARGE_IMAGE_PIXELS = 4_000_000;
@@ -287,10 +287,6 @@ function combineFloors(before: FloorResult, after: FloorResult): ModelResult['fl
     firstRunMs: round(median([before.firstRunMs, after.firstRunMs])),
     threads: before.threads,
   };
-}
-
-function pad(value: string | number, width: number): string {
-  return String(value).padStart(width);
 }
 
 function printTable(result: ModelResult): void {

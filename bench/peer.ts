@@ -22,7 +22,7 @@ import { benchImages } from './images';
 import { forkPeer } from './peer-process';
 import { packageVersion, PEER_PACKAGE, resolvePeer, warmSamples, type WarmSamples } from './peer-worker';
 import { DEPLOYED_ENV, removal, spawnServer, waitForHealth, warmup } from './server-process';
-import { loadAverage, median, peakRssMiB, round } from './stats';
+import { loadAverage, median, pad, peakRssMiB, round } from './stats';
 
 const IMAGE_NAMES = ['anime-girl-1', 'car-1', 'photo-2mp', 'photo-12mp'] as const;
 const LARGE_IMAGE_PIXELS = 4_000_000;
@@ -69,10 +69,6 @@ interface TargetCheck {
 
 function side(samples: WarmSamples): SideResult {
   return { ...samples, p50Ms: round(median(samples.samplesMs)) };
-}
-
-function pad(value: string | number, width: number): string {
-  return String(value).padStart(width);
 }
 
 async function main(): Promise<void> {

@@ -14,7 +14,7 @@ import { forkPeer } from './peer-process';
 import { resolvePeer } from './peer-worker';
 import type { BenchImage } from './images';
 import { DEPLOYED_ENV, removal, type RemovalSample, type ServerProcess, spawnServer, waitForHealth, warmup } from './server-process';
-import { median, round } from './stats';
+import { median, pad, round } from './stats';
 
 /** Options a user tries on a photo they already sent: none of them changes the mask. */
 export const REPEAT_QUERIES = ['?bg_color=white', '?crop=true', '?format=webp', '?channels=alpha', '?bg_color=black&crop=true', '?format=jpeg'] as const;
@@ -155,7 +155,6 @@ export async function measureReuse(
 }
 
 export function printReuse(result: ReuseResult): void {
-  const pad = (value: string | number, width: number): string => String(value).padStart(width);
   console.log('\n== preview model and mask cache (p50 ms) ==');
   console.log(`${'image'.padEnd(14)}${pad('MP', 6)}${pad('full', 7)}${pad('prev-', 7)}${pad('prev+', 7)}${pad('miss', 7)}${pad('hit', 7)}${pad('hits', 6)}${pad('default', 9)}${pad('peer', 7)}  preview model`);
   for (const row of result.images) {

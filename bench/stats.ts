@@ -16,6 +16,11 @@ export function median(samples: readonly number[]): number {
   return percentile(samples, 0.5);
 }
 
+/** A table cell, right-aligned to `width`. */
+export function pad(value: string | number, width: number): string {
+  return String(value).padStart(width);
+}
+
 export function round(value: number, digits = 1): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;

@@ -49,10 +49,15 @@ function sourceOf(name: keyof typeof PARAMETERS, body: RequestBody, parameters: 
 
 const SLOT_NAMES: Readonly<Record<ImageSlot, string>> = { image: 'image', background: 'background image' };
 
+/** Each slot's source parameters, files first: fixed by the table, so worked out once. */
+const SOURCES_OF: Readonly<Record<ImageSlot, readonly (keyof typeof PARAMETERS)[]>> = {
+  image: [...parametersOfKind('file', 'image'), ...parametersOfKind('base64', 'image'), ...parametersOfKind('url', 'image')],
+  background: [...parametersOfKind('file', 'background'), ...parametersOfKind('base64', 'background'), ...parametersOfKind('url', 'background')],
+};
+
 /** The one source a slot was given, refusing several; null when none. */
 function pickSource(slot: ImageSlot, body: RequestBody, parameters: RequestParameters): NamedSource | null {
-  const names = [...parametersOfKind('file', slot), ...parametersOfKind('base64', slot), ...parametersOfKind('url', slot)];
-  const given = names.flatMap((name) => {
+  const given = SOURCES_OF[slot].flatMap((name) => {
     const source = sourceOf(name, body, parameters);
     return source ? [[name, source] as const] : [];
   });
