@@ -31,8 +31,8 @@ test('the memory comes from MEMORY_LIMIT_MB, else the cgroup (v2, then v1), else
   const gib2 = String(2 * 1024 ** 3);
   const fromSetting = loadConfig({ MEMORY_LIMIT_MB: '2048' }, files({ [v2]: String(4 * 1024 ** 3) }));
   assert.deepEqual([fromSetting.memoryLimitMiB, fromSetting.memoryLimitSource], [2048, 'MEMORY_LIMIT_MB']);
-  // 1638 MiB (80%) less isnet-fp32's measured 1000 MiB peak and the mask cache's 32 MiB.
-  assert.equal(fromSetting.requestMemoryBytes, 606 * 1024 * 1024);
+  // 1638 MiB (80%) less isnet-fp32's measured 1170 MiB peak (with the CPU arena) and the mask cache's 32 MiB.
+  assert.equal(fromSetting.requestMemoryBytes, 436 * 1024 * 1024);
   const fromV2 = loadConfig({}, files({ [v2]: `${gib2}\n`, [v1]: String(4 * 1024 ** 3) }));
   assert.deepEqual([fromV2.memoryLimitMiB, fromV2.memoryLimitSource], [2048, 'cgroup v2']);
   const fromV1 = loadConfig({}, files({ [v2]: 'max\n', [v1]: gib2 }));
@@ -40,7 +40,7 @@ test('the memory comes from MEMORY_LIMIT_MB, else the cgroup (v2, then v1), else
   // cgroup v1 writes a figure near 2^63 for "no limit".
   const unlimited = loadConfig({}, files({ [v1]: '9223372036854771712' }));
   assert.equal(unlimited.memoryLimitSource, 'machine');
-  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '1024' }), /1024 MiB of memory \(from MEMORY_LIMIT_MB\) leaves -213 MiB for requests: the models need about 1000 MiB, the mask cache 32 MiB/);
+  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '1024' }), /1024 MiB of memory \(from MEMORY_LIMIT_MB\) leaves -383 MiB for requests: the models need about 1170 MiB, the mask cache 32 MiB/);
   assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '2GiB' }), /MEMORY_LIMIT_MB must be a positive integer/);
 });
 
@@ -57,7 +57,7 @@ test('every variable is read', () => {
     MASK_CACHE_MB: '100',
     MAX_CONCURRENT_FETCHES: '3',
     INFER_THREADS: '3',
-    INFER_CPU_ARENA: 'true',
+    INFER_CPU_ARENA: 'off',
     PORT: '9000',
     MAX_CONCURRENT_INFERENCES: '2',
     MAX_QUEUE: '0',
@@ -87,12 +87,12 @@ test('every variable is read', () => {
       maxOutputPixels: 3000,
       memoryLimitMiB: 16384,
       memoryLimitSource: 'MEMORY_LIMIT_MB',
-      // 80% of 16384 MiB, less isnet-fp16's 1220 MiB peak, half of it for the second model and the second inference, and the mask cache.
-      requestMemoryBytes: (Math.floor(16384 * 0.8) - 2440 - 100) * 1024 * 1024,
+      // 80% of 16384 MiB, less isnet-fp16's 1400 MiB peak, half of it (no arena) for the second model and the second inference, and the mask cache.
+      requestMemoryBytes: (Math.floor(16384 * 0.8) - 2800 - 100) * 1024 * 1024,
       maskCacheBytes: 100 * 1024 * 1024,
       maxConcurrentFetches: 3,
       inferThreads: 3,
-      cpuArena: true,
+      cpuArena: false,
       port: 9000,
       maxConcurrentInferences: 2,
       maxQueue: 0,
@@ -130,15 +130,15 @@ test('invalid values are all named in one clear error', () => {
 test('MASK_CACHE_MB: 0 turns the cache off, its bound comes out of the request budget, and a bad or too large value is refused', () => {
   const mib = 1024 * 1024;
   const off = loadConfig({ MEMORY_LIMIT_MB: '2048', MASK_CACHE_MB: '0' });
-  assert.deepEqual([off.maskCacheBytes, off.requestMemoryBytes], [0, 638 * mib]);
+  assert.deepEqual([off.maskCacheBytes, off.requestMemoryBytes], [0, 468 * mib]);
   const large = loadConfig({ MEMORY_LIMIT_MB: '2048', MASK_CACHE_MB: '200' });
-  assert.deepEqual([large.maskCacheBytes, large.requestMemoryBytes], [200 * mib, 438 * mib]);
+  assert.deepEqual([large.maskCacheBytes, large.requestMemoryBytes], [200 * mib, 268 * mib]);
   for (const value of ['-1', '1.5', '32MB', 'lots']) {
     assert.throws(() => loadConfig({ MASK_CACHE_MB: value }), /MASK_CACHE_MB must be a positive integer/, value);
   }
   assert.throws(() => loadConfig({ MASK_CACHE_MB: '70000' }), /MASK_CACHE_MB must be between 0 and 65536, got 70000/);
   // A bound that leaves the removals too little is refused at start, naming the setting to lower.
-  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '2048', MASK_CACHE_MB: '600' }), /leaves 38 MiB for requests: .*the mask cache 600 MiB \(MASK_CACHE_MB\).* or MASK_CACHE_MB\./);
+  assert.throws(() => loadConfig({ MEMORY_LIMIT_MB: '2048', MASK_CACHE_MB: '430' }), /leaves 38 MiB for requests: .*the mask cache 430 MiB \(MASK_CACHE_MB\).* or MASK_CACHE_MB\./);
 });
 
 test('ALLOWED_MODELS defaults to MODEL, * means the whole registry, and it must name registry models including MODEL', () => {
@@ -154,15 +154,15 @@ test('PREVIEW_MODEL: off by default; auto allows each allowed model\'s preview a
   const auto = loadConfig({ PREVIEW_MODEL: 'AUTO', MEMORY_LIMIT_MB: '4096' });
   assert.equal(auto.previewModel, 'auto');
   assert.deepEqual(auto.allowedModels, ['isnet-fp32', 'isnet-preview']);
-  // 3276 MiB (80%) less isnet-fp32's 1000 MiB peak and isnet-preview's 620 (both stay loaded), and the 32 MiB mask cache.
-  assert.equal(auto.requestMemoryBytes, (3276 - 1000 - 620 - 32) * 1024 * 1024);
-  assert.equal(loadConfig({ PREVIEW_MODEL: 'off', MEMORY_LIMIT_MB: '4096' }).requestMemoryBytes, (3276 - 1000 - 32) * 1024 * 1024);
+  // 3276 MiB (80%) less isnet-fp32's 1170 MiB peak and isnet-preview's 650 (both stay loaded), and the 32 MiB mask cache.
+  assert.equal(auto.requestMemoryBytes, (3276 - 1170 - 650 - 32) * 1024 * 1024);
+  assert.equal(loadConfig({ PREVIEW_MODEL: 'off', MEMORY_LIMIT_MB: '4096' }).requestMemoryBytes, (3276 - 1170 - 32) * 1024 * 1024);
   // Only a model that has a preview brings one in.
   assert.deepEqual(loadConfig({ PREVIEW_MODEL: 'auto', MODEL: 'isnet-fp16' }).allowedModels, ['isnet-fp16']);
   assert.deepEqual(loadConfig({ PREVIEW_MODEL: 'auto', ALLOWED_MODELS: 'isnet-fp32,isnet-preview' }).allowedModels, ['isnet-fp32', 'isnet-preview']);
   assert.throws(() => loadConfig({ PREVIEW_MODEL: 'yes' }), /PREVIEW_MODEL must be off or auto, got "yes"/);
   // On 2 GiB the two models leave too little for requests, and the message says which setting to change.
-  assert.throws(() => loadConfig({ PREVIEW_MODEL: 'auto', MEMORY_LIMIT_MB: '2048' }), /leaves -14 MiB for requests: the models need about 1620 MiB[\s\S]*or set PREVIEW_MODEL=off/);
+  assert.throws(() => loadConfig({ PREVIEW_MODEL: 'auto', MEMORY_LIMIT_MB: '2048' }), /leaves -214 MiB for requests: the models need about 1820 MiB[\s\S]*or set PREVIEW_MODEL=off/);
 });
 
 test('the local server refuses to start on an invalid value, with the message', () => {

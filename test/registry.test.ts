@@ -108,10 +108,13 @@ test('the registry refuses a bad resize-input or preview', () => {
 
 test('the memory reserve counts a preview companion as loaded beside the others', () => {
   const [fp32, preview, fp16] = ['isnet-fp32', 'isnet-preview', 'isnet-fp16'].map((name) => findModel(name)!) as [ModelEntry, ModelEntry, ModelEntry];
-  assert.equal(preview.peakMiB, 620);
-  assert.equal(modelsReserveMiB([fp32], 1, 1), 1000);
+  assert.equal(preview.peakMiB, 650);
+  const one = { maxLoadedModels: 1, maxConcurrentInferences: 1, cpuArena: true };
+  assert.equal(modelsReserveMiB([fp32], one), 1170);
   // Without a companion the preview is one more model, which MAX_LOADED_MODELS=1 would unload.
-  assert.equal(modelsReserveMiB([fp32, preview], 1, 1), 1000);
-  assert.equal(modelsReserveMiB([fp32, preview], 1, 1, [preview]), 1000 + 620);
-  assert.equal(modelsReserveMiB([fp32, fp16, preview], 2, 1, [preview]), 1220 + 1220 / 2 + 620);
+  assert.equal(modelsReserveMiB([fp32, preview], one), 1170);
+  assert.equal(modelsReserveMiB([fp32, preview], one, [preview]), 1170 + 650);
+  // The arena keeps a second loaded model's whole peak; without it, half.
+  assert.equal(modelsReserveMiB([fp32, fp16, preview], { ...one, maxLoadedModels: 2 }, [preview]), 1400 + 1400 + 650);
+  assert.equal(modelsReserveMiB([fp32, fp16, preview], { ...one, maxLoadedModels: 2, cpuArena: false }, [preview]), 1400 + 1400 / 2 + 650);
 });

@@ -187,35 +187,38 @@ export const registry: Registry = parseRegistry(registryJson);
 
 /**
  * An unmeasured model's peak, guessed from its file: the runtime (~350 MiB
- * with node and libvips) plus four times its weights. isnet-fp32 measures
- * 999 MiB against 1022 by this rule.
+ * with node and libvips) plus five times its weights. isnet-fp32 measures
+ * 1,162 MiB with the CPU arena against 1,190 by this rule.
  */
 export function peakMemoryMiB(entry: ModelEntry): number {
   if (entry.peakMiB !== undefined) return entry.peakMiB;
-  return entry.bytes === null ? 2048 : Math.ceil(350 + (4 * entry.bytes) / (1024 * 1024));
+  return entry.bytes === null ? 2048 : Math.ceil(350 + (5 * entry.bytes) / (1024 * 1024));
+}
+
+export interface ReserveSettings {
+  maxLoadedModels: number;
+  maxConcurrentInferences: number;
+  cpuArena: boolean;
 }
 
 /**
  * What the models need before any request: the largest allowed model's peak,
- * plus, for every further model kept loaded or inference run at once, half
- * of it (isnet-fp32 settles at 523 MiB resident of its 999 MiB peak), plus
- * the whole peak of each companion: a preview kept loaded beside the others
- * (PREVIEW_MODEL=auto), which MAX_LOADED_MODELS does not count. Not half: a
- * loaded isnet-preview adds 490-500 MiB resident beside isnet-fp32 (its
- * peak is 530-615), and a full inference then peaks 420-450 MiB higher
- * (`npm run bench:preview`).
+ * plus, for every further model kept loaded or inference run at once, a share
+ * of it, plus the whole peak of each companion: a preview kept loaded beside
+ * the others (PREVIEW_MODEL=auto), which MAX_LOADED_MODELS does not count
+ * (a loaded isnet-preview adds 490-500 MiB resident beside isnet-fp32, and a
+ * full inference then peaks 420-450 MiB higher: `npm run bench:preview`).
+ * The share is the whole peak with the CPU arena, which keeps each session's
+ * inference buffers once it has grown them; half without it (isnet-fp32
+ * then settles at 523 MiB resident of its peak).
  */
-export function modelsReserveMiB(
-  allowed: readonly ModelEntry[],
-  maxLoadedModels: number,
-  maxConcurrentInferences: number,
-  companions: readonly ModelEntry[] = [],
-): number {
+export function modelsReserveMiB(allowed: readonly ModelEntry[], settings: ReserveSettings, companions: readonly ModelEntry[] = []): number {
   const counted = allowed.filter((entry) => !companions.includes(entry));
   const largest = Math.max(0, ...counted.map(peakMemoryMiB));
-  const extraModels = Math.min(maxLoadedModels, counted.length) - 1;
+  const extraModels = Math.max(0, Math.min(settings.maxLoadedModels, counted.length) - 1);
+  const share = settings.cpuArena ? 1 : 0.5;
   const riding = companions.reduce((sum, entry) => sum + peakMemoryMiB(entry), 0);
-  return Math.ceil(largest + ((Math.max(0, extraModels) + maxConcurrentInferences - 1) * largest) / 2 + riding);
+  return Math.ceil(largest + (extraModels + settings.maxConcurrentInferences - 1) * largest * share + riding);
 }
 
 export function findModel(name: string): ModelEntry | undefined {

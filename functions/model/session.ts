@@ -23,9 +23,11 @@ export interface SessionSettings {
 }
 
 /**
- * Measured here on IS-Net 1024²: the default CPU arena and memory pattern
- * roughly double peak RSS (2.2–2.5 GB). The arena alone is worth 15–25% of
- * inference time for 230–270 MiB (bench/NOTES.md), so it is a setting.
+ * Measured here on IS-Net 1024²: the CPU arena and the memory pattern
+ * together roughly double peak RSS (2.2–2.5 GB), so the pattern stays off.
+ * The arena alone (INFER_CPU_ARENA, on by default) makes onnxruntime-node
+ * 1.30's inference about 3× faster for 175-225 MiB more peak
+ * (`node dist/bench/floor.js`, docs/performance.md), so it is on.
  */
 export function sessionOptions(settings: SessionSettings): InferenceSession.SessionOptions {
   return {
