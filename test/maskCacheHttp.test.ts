@@ -69,8 +69,8 @@ test('a repeat with other layout, background, filters, shadow and format is a hi
   for (const query of LATER_OPTIONS) {
     const hit = await remove(cached, query);
     assert.equal(hit.cache, 'hit', query);
-    for (const stage of ['preprocess', 'queue', 'infer']) assert.ok(!hit.stages.includes(stage), `no ${stage} on a hit: ${hit.stages.join(', ')}`);
-    for (const stage of ['decode', 'load', 'cache', 'postprocess', 'layout', 'encode']) assert.ok(hit.stages.includes(stage), `${stage} on a hit`);
+    for (const stage of ['load', 'preprocess', 'queue', 'infer']) assert.ok(!hit.stages.includes(stage), `no ${stage} on a hit: ${hit.stages.join(', ')}`);
+    for (const stage of ['decode', 'cache', 'postprocess', 'layout', 'encode']) assert.ok(hit.stages.includes(stage), `${stage} on a hit`);
     assert.equal(hit.model, 'isnet-fp32');
     hits.push(hit.body);
   }
@@ -115,6 +115,20 @@ test('the model, quality, working size and bytes are in the key: a change of any
 
   // fp32 and fp16, fast and high, two sets of bytes, two working sizes.
   assert.equal(cached.detourage.maskCache?.size, 6);
+});
+
+test('a hit never loads its model: with room for one loaded model, a repeat after another model ran answers without reloading', async () => {
+  const server = await startLocalServer(loadConfig({ PORT: '0', ALLOWED_MODELS: 'isnet-fp32,isnet-fp16', MAX_LOADED_MODELS: '1' }));
+  try {
+    assert.equal((await remove(server, 'channels=alpha')).cache, 'miss');
+    assert.equal((await remove(server, 'model=isnet-fp16&channels=alpha')).cache, 'miss');
+    assert.equal(server.loadCount, 2, 'isnet-fp16 took isnet-fp32\'s place');
+    const hit = await remove(server, 'crop=true');
+    assert.deepEqual([hit.cache, hit.model, server.loadCount], ['hit', 'isnet-fp32', 2]);
+    assert.equal(server.detourage.holder.isModelLoaded('isnet-fp32'), false, 'answered with isnet-fp16 still in its place');
+  } finally {
+    await server.close();
+  }
 });
 
 test('MASK_CACHE_MB with room for one 1024² mask: a second image evicts the first, which misses again; the bound holds', async () => {

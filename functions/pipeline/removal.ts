@@ -1,6 +1,5 @@
 import { ApiError } from '../errors';
 import type { ModelHolder } from '../model/holder';
-import type { LoadedModel } from '../model/session';
 import type { ModelEntry } from '../model/registry';
 import { modelToRun, type PreviewSelection } from '../model/selection';
 import { colourBackdrop, imageBackdrop } from './backdrops';
@@ -52,6 +51,8 @@ export interface RemovalPlan {
   job: RemovalJob;
   image: ImageHeader;
   background: ImageHeader | null;
+  /** The model that runs: the requested one, or its preview variant. */
+  model: ModelEntry;
   cost: CostEstimate;
   limits: RemovalLimits;
 }
@@ -90,7 +91,7 @@ export async function planRemoval(job: RemovalJob, requested: ModelEntry, limits
     checkEncodable(cost.width, cost.height, job.options.encode);
   }
   // removeBackground loads whatever the options name, so the choice is made here once.
-  return { job: { ...job, options: { ...job.options, model: model.name } }, image, background, cost, limits };
+  return { job: { ...job, options: { ...job.options, model: model.name } }, image, background, model, cost, limits };
 }
 
 class Stopwatch {
@@ -126,23 +127,25 @@ function edgeBand(width: number, height: number, inputSize: number): number {
 /**
  * The model's mask at its own resolution: from the cache when these bytes
  * were seen at this working size with this model and quality, else
- * preprocess → queue → infer, then stored. A hit takes no place in the
+ * load → preprocess → queue → infer, then stored. A hit neither loads the
+ * model (nor makes the holder unload another) nor takes a place in the
  * inference queue; its memory was reserved by admission like any removal's.
  */
 async function squareMask(
   image: DecodedImage,
   job: RemovalJob,
-  model: LoadedModel,
+  entry: ModelEntry,
   context: RemovalContext,
   clock: Stopwatch,
 ): Promise<{ mask: AlphaMask; maskCache: MaskCacheOutcome }> {
   const { holder, maskCache } = context;
   const { quality } = job.options;
   const key = maskCache
-    ? await clock.time('cache', () => Promise.resolve(maskKey(job.image, { model: model.entry.name, quality, width: image.width, height: image.height })))
+    ? await clock.time('cache', () => Promise.resolve(maskKey(job.image, { model: entry.name, quality, width: image.width, height: image.height })))
     : undefined;
   const cached = key === undefined ? undefined : maskCache?.get(key);
   if (cached) return { mask: cached, maskCache: 'hit' };
+  const model = await clock.time('load', () => holder.get(entry.name));
   const input = await clock.time('preprocess', () => preprocess(image, model.entry));
   const queuedAt = performance.now();
   // Both passes of quality=high run in one slot, so the request queues once.
@@ -156,14 +159,13 @@ async function squareMask(
 }
 
 /**
- * decode → load → (cache) → preprocess → queue → infer → postprocess → refine →
+ * decode → (cache) → load → preprocess → queue → infer → postprocess → refine →
  * layout → shadow → encode, refine and shadow only when asked for, and the
- * three stages after the cache only on a miss. Both images are decoded before
+ * four stages after the cache only on a miss. Both images are decoded before
  * the model is touched, so bad input is refused without loading it.
  */
 export async function removeBackground(plan: RemovalPlan, context: RemovalContext): Promise<RemovalResult> {
   const clock = new Stopwatch(context.signal);
-  const { holder } = context;
   const { job } = plan;
   const { options } = job;
   const image = await clock.time('decode', () => decodeWithHeader(job.image, plan.image, options.maxPixels));
@@ -172,11 +174,10 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
     job.backgroundImage && plan.background
       ? await clock.time('decode', () => decodeWithHeader(job.backgroundImage!, plan.background!, image.width * image.height))
       : null;
-  const model = await clock.time('load', () => holder.get(options.model));
-  const square = await squareMask(image, job, model, context, clock);
+  const square = await squareMask(image, job, plan.model, context, clock);
   let mask = await clock.time('postprocess', async () => {
     const fitted = await fitModelMask(square.mask, image, options.postProcess);
-    return options.semitransparency ? fitted : hardenInterior(fitted, edgeBand(image.width, image.height, model.entry.inputSize));
+    return options.semitransparency ? fitted : hardenInterior(fitted, edgeBand(image.width, image.height, plan.model.inputSize));
   });
   let colours: RgbImage = image;
   if (options.refine) {
@@ -192,7 +193,7 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
   const encoded = await clock.time('encode', async () =>
     encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
   );
-  return { image: encoded, model: model.entry.name, foreground: laidOut.foreground, timings: clock.timings, maskCache: square.maskCache };
+  return { image: encoded, model: plan.model.name, foreground: laidOut.foreground, timings: clock.timings, maskCache: square.maskCache };
 }
 
 export interface WarmupResult {
