@@ -13,7 +13,7 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../functions/config';
+import { loadConfig, MEMORY_MARGIN } from '../functions/config';
 import { findModel, registry } from '../functions/model/registry';
 import { checkWeights } from '../functions/model/weights';
 import { type BenchImage, benchImages } from './images';
@@ -29,7 +29,8 @@ const FORMAT_IMAGE = 'anime-girl-1';
 const COLD_IMAGE = 'anime-girl-1';
 const RSS_IMAGE = 'photo-12mp';
 const IN_FLIGHT = 4;
-const GIB = 1024;
+/** What the memory budget lets a 2 GiB instance use: 80% of it (config.ts MEMORY_MARGIN). */
+const TIER_BUDGET_MIB = Math.floor(2 * 1024 * (1 - MEMORY_MARGIN));
 
 interface Iterations {
   floor: number;
@@ -50,8 +51,13 @@ interface ImageResult {
   megapixels: number;
   inputBytes: number;
   n: number;
+  /** With the default settings (quality=auto since issue 15). */
   p50Ms: number;
   p95Ms: number;
+  /** quality=fast, the old default: one inference, so the service's overhead over the floor is taken from it. */
+  fastP50Ms: number;
+  /** The share of default-setting samples whose X-Quality says the zoomed pass ran. */
+  zoomedShare: number;
   overhead: number;
   /** Median of (latency − infer stage): the service's own cost, less sensitive than p50 to CPU contention. */
   nonInferP50Ms: number;
@@ -118,9 +124,15 @@ async function coldStart(model: string, image: BenchImage, reps: number): Promis
 async function warmLatency(server: ServerProcess, image: BenchImage, iterations: number, floorMs: number): Promise<ImageResult> {
   await removal(server, image);
   const samples: RemovalSample[] = [];
-  for (let index = 0; index < iterations; index += 1) samples.push(await removal(server, image));
+  const fastSamples: number[] = [];
+  // Alternated, so that drift in machine load falls on both alike.
+  for (let index = 0; index < iterations; index += 1) {
+    samples.push(await removal(server, image));
+    fastSamples.push((await removal(server, image, '?quality=fast')).ms);
+  }
   const latencies = samples.map((sample) => sample.ms);
   const p50Ms = median(latencies);
+  const fastP50Ms = median(fastSamples);
   return {
     image: image.name,
     width: image.width,
@@ -130,7 +142,9 @@ async function warmLatency(server: ServerProcess, image: BenchImage, iterations:
     n: iterations,
     p50Ms: round(p50Ms),
     p95Ms: round(percentile(latencies, 0.95)),
-    overhead: round(p50Ms / floorMs, 3),
+    fastP50Ms: round(fastP50Ms),
+    zoomedShare: round(samples.filter((sample) => sample.passes.includes('zoomed')).length / samples.length, 2),
+    overhead: round(fastP50Ms / floorMs, 3),
     nonInferP50Ms: round(median(samples.map((sample) => sample.ms - (sample.stages.infer ?? 0)))),
     stagesP50Ms: stageMedians(samples),
   };
@@ -206,15 +220,17 @@ function targetChecks(result: Omit<ModelResult, 'targets'>): TargetCheck[] {
       measured: large ? `${large.p50Ms.toFixed(0)} ms vs ${(floorMs + 600).toFixed(0)} ms` : 'not measured',
       pass: large !== undefined && large.p50Ms <= floorMs + 600,
     },
+    // The 1.0 and 1.25 GiB targets of the first version were for 1 GiB instances; the CPU arena (on since 2 December) costs
+    // 175-225 MiB more, and the deploy's tier is 2 GiB, whose budgeted 80% is what the instance must stay within.
     {
-      target: 'peak RSS, 12 MP one at a time ≤ 1.0 GiB',
+      target: `peak RSS, 12 MP one at a time ≤ ${TIER_BUDGET_MIB} MiB (80% of the 2 GiB tier)`,
       measured: `${sequentialPeak.toFixed(0)} MiB (load ${mem.loadPeakMiB.toFixed(0)}, serving ${mem.sequential12mpPeakMiB.toFixed(0)})`,
-      pass: sequentialPeak <= 1.0 * GIB,
+      pass: sequentialPeak <= TIER_BUDGET_MIB,
     },
     {
-      target: `peak RSS, ${IN_FLIGHT} × 12 MP in flight ≤ 1.25 GiB`,
+      target: `peak RSS, ${IN_FLIGHT} × 12 MP in flight ≤ ${TIER_BUDGET_MIB} MiB`,
       measured: `${inFlightPeak.toFixed(0)} MiB`,
-      pass: inFlightPeak <= 1.25 * GIB,
+      pass: inFlightPeak <= TIER_BUDGET_MIB,
     },
     {
       target: 'spawn → health 200 ≤ 300 ms',
@@ -260,7 +276,7 @@ async function benchModel(model: string, images: BenchImage[], iterations: Itera
   log(`${model}: floor again…`);
   const floorAfter = await measureFloor(entry, config, Math.floor(iterations.floor / 2));
   const floor = combineFloors(floorBefore, floorAfter);
-  for (const image of imageResults) image.overhead = round(image.p50Ms / floor.medianMs, 3);
+  for (const image of imageResults) image.overhead = round(image.fastP50Ms / floor.medianMs, 3);
 
   const partial = {
     model,
@@ -293,12 +309,15 @@ function printTable(result: ModelResult): void {
   const f = result.floor;
   console.log(`\n== ${result.model} ==  floor ${f.medianMs.toFixed(0)} ms (n=${f.samplesMs.length}, ${f.threads} threads; session create ${f.createMs.toFixed(0)} ms, first run ${f.firstRunMs.toFixed(0)} ms)`);
   console.log(
-    `${'image'.padEnd(14)}${pad('MP', 6)}${pad('n', 4)}${pad('p50', 8)}${pad('p95', 8)}${pad('×floor', 8)}${pad('non-inf', 9)}` +
+    `${'image'.padEnd(14)}${pad('MP', 6)}${pad('n', 4)}${pad('p50', 8)}${pad('p95', 8)}${pad('zoomed', 8)}${pad('fast', 8)}${pad('×floor', 8)}${pad('non-inf', 9)}` +
       STAGES.filter((stage) => stage !== 'load').map((stage) => pad(stage.slice(0, 7), 9)).join(''),
   );
+  const upTo2mp = result.images.filter((image) => image.megapixels <= 2.0);
+  const defaultOverFast = median(upTo2mp.map((image) => image.p50Ms / image.fastP50Ms));
+  console.log(`p50 with the defaults (quality=auto) and with quality=fast (the default before issue 15), ×floor from fast; median auto/fast ≤ 2 MP ${defaultOverFast.toFixed(2)}×`);
   for (const image of result.images) {
     console.log(
-      `${image.image.padEnd(14)}${pad(image.megapixels.toFixed(2), 6)}${pad(image.n, 4)}${pad(image.p50Ms.toFixed(0), 8)}${pad(image.p95Ms.toFixed(0), 8)}${pad(image.overhead.toFixed(2), 8)}${pad(image.nonInferP50Ms.toFixed(0), 9)}` +
+      `${image.image.padEnd(14)}${pad(image.megapixels.toFixed(2), 6)}${pad(image.n, 4)}${pad(image.p50Ms.toFixed(0), 8)}${pad(image.p95Ms.toFixed(0), 8)}${pad(`${Math.round(image.zoomedShare * 100)}%`, 8)}${pad(image.fastP50Ms.toFixed(0), 8)}${pad(image.overhead.toFixed(2), 8)}${pad(image.nonInferP50Ms.toFixed(0), 9)}` +
         STAGES.filter((stage) => stage !== 'load').map((stage) => pad((image.stagesP50Ms[stage] ?? Number.NaN).toFixed(1), 9)).join(''),
     );
   }

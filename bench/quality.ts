@@ -7,9 +7,11 @@
  *    (the foreground under soft edges is filled in from the opaque subject).
  * Then times each added step against the baseline removal at 2 and 12 MP.
  * Its preview section (issue 14) scores the 512² preview model and a 768²
- * variant against the 1024² model, at the sizes they would serve.
+ * variant against the 1024² model, at the sizes they would serve. Its passes
+ * section (issue 15, bench/qualityPasses.ts) scores quality=fast, auto and
+ * high, with composites whose subject is small.
  *
- *   npm run bench:quality            (node dist/bench/quality.js [--quick] [--timing-only] [--preview-only])
+ *   npm run bench:quality            (node dist/bench/quality.js [--quick] [--timing-only] [--preview-only] [--passes-only])
  *
  * Prints tables and, last, one JSON line with every figure (also written to bench/.results/).
  */
@@ -28,37 +30,17 @@ import { fitMask, modelMask, postprocess } from '../functions/pipeline/postproce
 import { preprocess } from '../functions/pipeline/preprocess';
 import { defaultGuidedFilterOptions, type GuidedFilterOptions, refineMask } from '../functions/pipeline/refine';
 import { sharp } from '../functions/pipeline/sharp';
-import { boxMean } from '../functions/pipeline/planes';
-import type { AlphaMask, DecodedImage, RgbImage } from '../functions/pipeline/types';
+import type { AlphaMask, DecodedImage } from '../functions/pipeline/types';
 import { alphaChannel, compareAlpha, fixture } from '../tools/lib/images';
 import { fittedSize } from '../functions/pipeline/size';
 import { createSession, inputTensor, resizedSession, runOnce, type BenchSession } from './floor';
-import { seededRandom } from '../tools/lib/random';
 import { benchImage } from './images';
 import { loadAverage, median, round, timed } from './stats';
+import { passesSection, printPasses } from './qualityPasses';
+import { BACKGROUNDS, type Case, composite, type Group, GROUPS, MAX_PIXELS, pureForeground, smallSubjectCases, type Subject } from './qualityCases';
 
-const MAX_PIXELS = { maxInputPixels: Number.MAX_SAFE_INTEGER };
 const RESULTS_DIR = path.join(PROJECT_ROOT, 'bench', '.results');
 const quick = process.argv.includes('--quick');
-
-/**
- * parity: rembg's own output is the truth. soft: composites whose truth is a
- * model-made (soft-edged) alpha. hard: the same composites with that alpha
- * thresholded, like a hard-edged product shot: there a sharper, image-aligned
- * edge is right, which is what refine is for.
- */
-type Group = 'parity' | 'soft' | 'hard';
-const GROUPS: readonly Group[] = ['soft', 'hard', 'parity'];
-
-interface Case {
-  name: string;
-  group: Group;
-  image: DecodedImage;
-  /** Ground-truth alpha at the image's size. */
-  alpha: Buffer;
-  /** The true foreground colours (composites only). */
-  foreground: Buffer | null;
-}
 
 /** Both model maps for one image: plain and of the mirrored input. */
 interface Maps {
@@ -74,87 +56,23 @@ async function modelMaps(session: BenchSession, entry: ModelEntry, image: Decode
   return { plain, mirrored };
 }
 
-type Background = (width: number, height: number) => Promise<Buffer>;
-
-/** New backgrounds: a real cluttered photo, a smooth gradient, and coloured noise. */
-const BACKGROUNDS: Record<string, Background> = {
-  plants: (width, height) => sharp(fixture('plants-1.jpg')).resize(width, height, { fit: 'cover' }).removeAlpha().raw().toBuffer(),
-  gradient: (width, height) => {
-    const rgb = Buffer.allocUnsafe(width * height * 3);
-    for (let y = 0; y < height; y += 1) {
-      for (let x = 0; x < width; x += 1) {
-        const index = (y * width + x) * 3;
-        rgb[index] = 40 + (180 * x) / width;
-        rgb[index + 1] = 200 - (150 * y) / height;
-        rgb[index + 2] = 90 + (120 * (x + y)) / (width + height);
-      }
-    }
-    return Promise.resolve(rgb);
-  },
-  noise: async (width, height) => {
-    const random = seededRandom(7);
-    const coarse = Buffer.from(Array.from({ length: 40 * 30 * 3 }, () => Math.floor(random() * 256)));
-    const blotches = await sharp(coarse, { raw: { width: 40, height: 30, channels: 3 } }).resize(width, height, { fit: 'fill', kernel: 'cubic' }).raw().toBuffer();
-    for (let index = 0; index < blotches.length; index += 1) blotches[index] = Math.min(255, Math.max(0, blotches[index]! + (random() - 0.5) * 60));
-    return blotches;
-  },
-};
-
-function composite(foreground: Buffer, alpha: Buffer, background: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(foreground.length);
-  for (let pixel = 0; pixel < alpha.length; pixel += 1) {
-    const keep = alpha[pixel]! / 255;
-    for (let channel = 0, index = pixel * 3; channel < 3; channel += 1, index += 1) {
-      out[index] = background[index]! + (foreground[index]! - background[index]!) * keep + 0.5;
-    }
-  }
-  return out;
-}
-
-/** Opaque enough that the photo's colour there is taken as the subject's own. */
-const OPAQUE = 250;
-const FILL_RADII = [8, 64];
-
-/**
- * A foreground with no background in it: the photo where the subject is
- * opaque, and elsewhere the mean colour of the opaque pixels nearby. The
- * photo's own colours under a soft edge already mix in its old background,
- * so they cannot serve as the truth a decontamination is scored against.
- */
-function pureForeground(photo: RgbImage, alpha: Buffer): Buffer {
-  const { width, height, rgb } = photo;
-  const count = width * height;
-  const out = Buffer.from(rgb);
-  const filled = new Uint8Array(count);
-  for (let pixel = 0; pixel < count; pixel += 1) filled[pixel] = alpha[pixel]! >= OPAQUE ? 1 : 0;
-  for (const radius of FILL_RADII) {
-    const weight = Float32Array.from(alpha, (a) => (a >= OPAQUE ? 1 : 0));
-    const channels = [0, 1, 2].map((channel) => Float32Array.from({ length: count }, (_, pixel) => (alpha[pixel]! >= OPAQUE ? rgb[pixel * 3 + channel]! : 0)));
-    for (const plane of [weight, ...channels]) boxMean(plane, width, height, radius, plane);
-    for (let pixel = 0; pixel < count; pixel += 1) {
-      if (filled[pixel] === 1 || weight[pixel]! < 1e-3) continue;
-      for (let channel = 0; channel < 3; channel += 1) out[pixel * 3 + channel] = channels[channel]![pixel]! / weight[pixel]! + 0.5;
-      filled[pixel] = 1;
-    }
-  }
-  return out;
-}
-
 /**
  * anime-girl-1 keeps rembg's published alpha as its truth; car-1 and cloth-1
  * use our own baseline cutout of the original photo. Either way the composite
  * is made with that alpha, so it is the composite's exact alpha.
  */
-async function buildCases(session: BenchSession, entry: ModelEntry): Promise<Case[]> {
+async function buildCases(session: BenchSession, entry: ModelEntry): Promise<{ cases: Case[]; subjects: Subject[] }> {
   const published = (await alphaChannel(fixture('anime-girl-1.isnet-general-use.png'))).data;
   const anime = await decodeImage(fixture('anime-girl-1.jpg'), MAX_PIXELS);
   const cases: Case[] = [{ name: 'parity anime-girl-1', group: 'parity', image: anime, alpha: published, foreground: null }];
+  const found: Subject[] = [];
   const subjects = quick ? ['anime-girl-1', 'car-1'] : ['anime-girl-1', 'car-1', 'cloth-1'];
   for (const subject of subjects) {
     const photo = subject === 'anime-girl-1' ? anime : await decodeImage(fixture(`${subject}.jpg`), MAX_PIXELS);
     const alpha = subject === 'anime-girl-1' ? published : (await postprocess((await modelMaps(session, entry, photo)).plain, entry.postprocess, photo)).alpha;
     const hardAlpha = Buffer.from(alpha.map((value) => (value >= 128 ? 255 : 0)));
     const foreground = pureForeground(photo, alpha);
+    found.push({ name: subject, photo, alpha, foreground });
     for (const [backgroundName, background] of Object.entries(BACKGROUNDS)) {
       const backgroundRgb = await background(photo.width, photo.height);
       for (const [group, truth] of [['soft', alpha], ['hard', hardAlpha]] as const) {
@@ -168,7 +86,7 @@ async function buildCases(session: BenchSession, entry: ModelEntry): Promise<Cas
       }
     }
   }
-  return cases;
+  return { cases, subjects: found };
 }
 
 /** The band the colour error is taken over: true alpha within 5–95%, where the old background's share is large enough to see. */
@@ -499,7 +417,14 @@ async function main(): Promise<void> {
     return;
   }
 
-  const cases = await buildCases(session, entry);
+  const { cases, subjects } = await buildCases(session, entry);
+  if (process.argv.includes('--passes-only')) {
+    const passes = await passesSection([...cases, ...(await smallSubjectCases(subjects))], session, entry);
+    printPasses(passes);
+    await session.session.release();
+    console.log(`\n${JSON.stringify({ model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, passes })}`);
+    return;
+  }
   if (process.argv.includes('--preview-only')) {
     const preview = await previewSection(cases, session, entry, settings);
     await session.session.release();
@@ -544,12 +469,14 @@ async function main(): Promise<void> {
   console.log(`${'mean'.padEnd(26)}${colour.imageColours.toFixed(2).padStart(15)}${colour.estimatedWithModelAlpha.toFixed(2).padStart(21)}${colour.estimatedWithRefinedAlpha.toFixed(2).padStart(13)}${colour.estimatedWithTrueAlpha.toFixed(2).padStart(10)}`);
 
   const preview = await previewSection(cases, session, entry, settings);
+  const passes = await passesSection([...cases, ...(await smallSubjectCases(subjects))], session, entry);
+  printPasses(passes);
 
   const time = await timings(session, entry);
   printTimings(time);
   await session.session.release();
 
-  const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, bestRefine: best.options, quality, colour, preview, time };
+  const record = { model: entry.name, date: new Date().toISOString(), quick, loadAverageBefore: loadBefore, loadAverageAfter: loadAverage(), durationS: round((Date.now() - started) / 1000), tuning, bestRefine: best.options, quality, colour, preview, passes, time };
   console.log(`\n${JSON.stringify(record)}`);
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(path.join(RESULTS_DIR, `quality-${record.date.replace(/[:.]/g, '-')}.json`), `${JSON.stringify(record, null, 1)}\n`);

@@ -103,6 +103,8 @@ export interface RemovalSample {
   serverTiming: string;
   /** X-Model: the model that ran. */
   model: string;
+  /** X-Quality: the inference passes that ran, such as `one` or `one,zoomed`. */
+  passes: string;
 }
 
 export async function removal(server: ServerProcess, image: BenchImage, query = ''): Promise<RemovalSample> {
@@ -119,6 +121,7 @@ export async function removal(server: ServerProcess, image: BenchImage, query = 
     stages: parseServerTiming(response.headers.get('server-timing')),
     serverTiming: response.headers.get('server-timing') ?? '',
     model: response.headers.get('x-model') ?? '',
+    passes: response.headers.get('x-quality') ?? '',
   };
 }
 

@@ -80,7 +80,7 @@ export async function withRequestDeadline<T>(
  * URL (redacted), status, latency and size in Cloud Logging's httpRequest shape, the
  * trace, a request id (echoed as X-Request-Id), and what the handler left in
  * `response.locals` (the caller's API key id, model, stage timings, the mask
- * cache's hit or miss, error code).
+ * cache's hit or miss, the quality passes that ran, error code).
  */
 export function withRequestLog(logger: Logger, project: string | undefined, handler: HttpHandler): HttpHandler {
   return async (request, response) => {
@@ -95,6 +95,7 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
         model?: string;
         timings?: Record<string, number>;
         maskCache?: string;
+        passes?: string;
         error?: Record<string, string>;
         caller?: string;
       };
@@ -115,6 +116,7 @@ export function withRequestLog(logger: Logger, project: string | undefined, hand
         ...(locals.model ? { model: locals.model } : {}),
         ...(locals.timings ? { timingsMs: locals.timings } : {}),
         ...(locals.maskCache ? { maskCache: locals.maskCache } : {}),
+        ...(locals.passes ? { passes: locals.passes } : {}),
         ...(locals.error ? { error: locals.error } : {}),
       });
     });

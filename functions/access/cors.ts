@@ -17,6 +17,7 @@ const EXPOSED_HEADERS = [
   'X-Foreground-Height',
   'X-Type',
   'X-Model',
+  'X-Quality',
   'X-Request-Id',
   'Retry-After',
   'Server-Timing',

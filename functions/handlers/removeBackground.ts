@@ -41,6 +41,8 @@ function resultHeaders(result: RemovalResult): Record<string, string> {
     // remove.bg puts the foreground type here; a self-hosted caller wants to know the model.
     'X-Type': result.model,
     'X-Model': result.model,
+    // Which inference passes made the mask (one, mirrored, zoomed), so a caller sees what quality paid for.
+    'X-Quality': result.passes.join(','),
     'X-Foreground-Top': String(box.top),
     'X-Foreground-Left': String(box.left),
     'X-Foreground-Width': String(box.width),
@@ -63,6 +65,7 @@ function sendResult(request: HttpRequest, response: HttpResponse, result: Remova
           width: result.image.width,
           height: result.image.height,
           model: result.model,
+          passes: result.passes,
           foreground_top: box.top,
           foreground_left: box.left,
           foreground_width: box.width,
@@ -93,6 +96,7 @@ async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, respon
   response.locals.model = result.model;
   response.locals.timings = Object.fromEntries(Object.entries(result.timings).map(([stage, ms]) => [stage, Math.round(ms)]));
   response.locals.maskCache = result.maskCache;
+  response.locals.passes = result.passes.join(',');
   sendResult(request, response, result);
 }
 

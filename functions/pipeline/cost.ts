@@ -1,7 +1,7 @@
 import type { ImageHeader } from './decode';
 import type { EncodeOptions } from './encode';
 import type { LayoutOptions, Length } from './layout';
-import type { RemovalOptions } from './options';
+import { PASS_PLANS, type RemovalOptions } from './options';
 import { shadowReach, shadowWorkingBytes } from './shadow';
 import { processedSize, type Size } from './size';
 
@@ -126,6 +126,22 @@ function canvasTerms(inputs: CostInputs, pixels: number, canvas: number): Record
   };
 }
 
+/**
+ * What `quality`'s passes add to one plain pass: for a mirror average the
+ * mirrored input and output and their average; for the zoomed pass the
+ * crop (at most the share of the image its plan zooms below), with its own
+ * alpha, its resized copy, input and output maps (two for a mirrored zoom),
+ * and its mask fitted to the box, merged in place.
+ */
+function qualityBytes(inputs: CostInputs, pixels: number, square: number): number {
+  const plan = PASS_PLANS[inputs.options.quality];
+  const mirrored = plan.mirrored ? square * 5 * FLOAT : 0;
+  if (plan.zoomBelowShare <= 0) return mirrored;
+  const crop = Math.ceil(pixels * Math.min(1, plan.zoomBelowShare));
+  const zoomMaps = square * (3 + 3 * FLOAT + FLOAT + 1) + (plan.zoomMirrored ? square * 5 * FLOAT : 0);
+  return mirrored + crop * (3 + (inputs.image.hasAlpha ? 2 : 1)) + zoomMaps;
+}
+
 function total(terms: Readonly<Record<string, number>>): number {
   return Object.values(terms).reduce((sum, value) => sum + value, 0);
 }
@@ -147,8 +163,7 @@ export function estimateRemoval(inputs: CostInputs): CostEstimate {
     ...terms,
     // The refined mask and the re-estimated colours at full size, and the guided filter's float planes on its coarse grid.
     refine: options.refine ? pixels * 4 + square * 12 * FLOAT : 0,
-    // The mirrored input and output, and their average.
-    quality: options.quality === 'high' ? square * 5 * FLOAT : 0,
+    quality: qualityBytes(inputs, pixels, square),
     // hardenInterior's flags, a byte a pixel, and its two column counts.
     semitransparency: options.semitransparency ? 0 : pixels + width * 2 * 4,
     // The shadow is drawn into the laid-out buffers, so it costs its coarse grid, plus whatever a canvas grown for it costs more.

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Quality } from './options';
+import type { ModelMasks } from './passes';
 import type { AlphaMask } from './types';
 
 /**
- * The model's mask at the model's resolution, kept per instance so that a
+ * The model's masks at the model's resolution (the first pass's, and the
+ * zoomed pass's with its box when it ran), kept per instance so that a
  * caller who tries other backgrounds, crops or formats on the same photo
  * skips preprocessing and inference. What is kept is the byte mask
  * (postprocess.ts `modelMask`): the one thing every later stage reads of the
@@ -38,19 +40,23 @@ export function maskKey(image: Buffer, parts: MaskKeyParts): string {
 /** The Map entry, the key string and the mask's object beside its pixels: small, but counted so that no entry is free. */
 const ENTRY_OVERHEAD_BYTES = 256;
 
-function entryBytes(key: string, mask: AlphaMask): number {
-  return mask.alpha.byteLength + key.length * 2 + ENTRY_OVERHEAD_BYTES;
+function entryBytes(key: string, masks: ModelMasks): number {
+  return masks.mask.alpha.byteLength + (masks.zoomed?.mask.alpha.byteLength ?? 0) + key.length * 2 + ENTRY_OVERHEAD_BYTES;
 }
 
 /** A copy in a buffer of its own: no pooled slab or caller's buffer is kept alive, and nobody else can write to it. */
-function copyOf(mask: AlphaMask): AlphaMask {
+function copyOfMask(mask: AlphaMask): AlphaMask {
   const alpha = Buffer.allocUnsafeSlow(mask.alpha.byteLength);
   mask.alpha.copy(alpha);
   return { width: mask.width, height: mask.height, alpha };
 }
 
+function copyOf(masks: ModelMasks): ModelMasks {
+  return { mask: copyOfMask(masks.mask), zoomed: masks.zoomed ? { box: { ...masks.zoomed.box }, mask: copyOfMask(masks.zoomed.mask) } : null };
+}
+
 interface Entry {
-  mask: AlphaMask;
+  masks: ModelMasks;
   bytes: number;
 }
 
@@ -76,24 +82,24 @@ export class MaskCache {
     return this.entries.size;
   }
 
-  get(key: string): AlphaMask | undefined {
+  get(key: string): ModelMasks | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     this.entries.delete(key);
     this.entries.set(key, entry);
-    return copyOf(entry.mask);
+    return copyOf(entry.masks);
   }
 
-  /** Stores a copy of `mask`, evicting as needed; false when it is larger than the whole bound. */
-  set(key: string, mask: AlphaMask): boolean {
+  /** Stores a copy of `masks`, evicting as needed; false when they are larger than the whole bound. */
+  set(key: string, masks: ModelMasks): boolean {
     this.remove(key);
-    const bytes = entryBytes(key, mask);
+    const bytes = entryBytes(key, masks);
     if (bytes > this.capacityBytes) return false;
     for (const [oldest] of this.entries) {
       if (this.used + bytes <= this.capacityBytes) break;
       this.remove(oldest);
     }
-    this.entries.set(key, { mask: copyOf(mask), bytes });
+    this.entries.set(key, { masks: copyOf(masks), bytes });
     this.used += bytes;
     return true;
   }

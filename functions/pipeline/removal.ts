@@ -9,16 +9,16 @@ import { decodeWithHeader, type ImageHeader, readImageHeader } from './decode';
 import { describeSize, megapixels, processedSize } from './size';
 import { checkEncodable, encode } from './encode';
 import { estimateForeground } from './colourEstimation';
-import { infer, inferMirrored } from './infer';
+import { infer } from './infer';
 import { layout } from './layout';
 import { maskKey, type MaskCache, type MaskCacheOutcome } from './maskCache';
 import { hardenInterior } from './maskFilters';
-import type { RemovalOptions } from './options';
-import { fitModelMask, modelMask } from './postprocess';
+import { PASS_PLANS, type RemovalOptions } from './options';
+import { fitModelMasks, type ModelMasks, passesOf, type QualityPass, runPasses } from './passes';
 import { preprocess } from './preprocess';
 import { refineMask } from './refine';
 import { castShadow } from './shadow';
-import type { AlphaMask, Box, DecodedImage, EncodedImage, RgbImage } from './types';
+import type { Box, DecodedImage, EncodedImage, RgbImage } from './types';
 
 /** `cache` is hashing the image and looking its mask up, when the instance has a mask cache. */
 export type Stage = 'decode' | 'load' | 'cache' | 'queue' | 'preprocess' | 'infer' | 'postprocess' | 'refine' | 'layout' | 'shadow' | 'encode';
@@ -38,6 +38,8 @@ export interface RemovalResult {
   foreground: Box | null;
   timings: StageTimings;
   maskCache: MaskCacheOutcome;
+  /** The inference passes the mask was made by (on a cache hit, by the request that made it). */
+  passes: QualityPass[];
 }
 
 export interface RemovalLimits {
@@ -125,37 +127,37 @@ function edgeBand(width: number, height: number, inputSize: number): number {
 }
 
 /**
- * The model's mask at its own resolution: from the cache when these bytes
+ * The model's masks at its own resolution: from the cache when these bytes
  * were seen at this working size with this model and quality, else
- * load → preprocess → queue → infer, then stored. A hit neither loads the
- * model (nor makes the holder unload another) nor takes a place in the
- * inference queue; its memory was reserved by admission like any removal's.
+ * load → preprocess → queue → infer (every pass `quality` asks for), then
+ * stored. A hit neither loads the model (nor makes the holder unload
+ * another) nor takes a place in the inference queue; its memory was
+ * reserved by admission like any removal's.
  */
-async function squareMask(
+async function passMasks(
   image: DecodedImage,
   job: RemovalJob,
   entry: ModelEntry,
   context: RemovalContext,
   clock: Stopwatch,
-): Promise<{ mask: AlphaMask; maskCache: MaskCacheOutcome }> {
+): Promise<{ masks: ModelMasks; maskCache: MaskCacheOutcome }> {
   const { holder, maskCache } = context;
   const { quality } = job.options;
   const key = maskCache
     ? await clock.time('cache', () => Promise.resolve(maskKey(job.image, { model: entry.name, quality, width: image.width, height: image.height })))
     : undefined;
   const cached = key === undefined ? undefined : maskCache?.get(key);
-  if (cached) return { mask: cached, maskCache: 'hit' };
+  if (cached) return { masks: cached, maskCache: 'hit' };
   const model = await clock.time('load', () => holder.get(entry.name));
   const input = await clock.time('preprocess', () => preprocess(image, model.entry));
   const queuedAt = performance.now();
-  // Both passes of quality=high run in one slot, so the request queues once.
-  const output = await holder.runInference(() => {
+  // Every pass runs in one slot, so the request queues once.
+  const masks = await holder.runInference(() => {
     clock.timings.queue = performance.now() - queuedAt;
-    return clock.time('infer', () => (quality === 'high' ? inferMirrored(model, input) : infer(model, input)));
+    return clock.time('infer', () => runPasses(image, input, model.entry, PASS_PLANS[quality], (passInput) => infer(model, passInput)));
   }, context.signal);
-  const mask = await clock.time('postprocess', () => Promise.resolve(modelMask(output, model.entry.postprocess)));
-  if (key !== undefined) maskCache?.set(key, mask);
-  return { mask, maskCache: key === undefined ? 'off' : 'miss' };
+  if (key !== undefined) maskCache?.set(key, masks);
+  return { masks, maskCache: key === undefined ? 'off' : 'miss' };
 }
 
 /**
@@ -174,9 +176,9 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
     job.backgroundImage && plan.background
       ? await clock.time('decode', () => decodeWithHeader(job.backgroundImage!, plan.background!, image.width * image.height))
       : null;
-  const square = await squareMask(image, job, plan.model, context, clock);
+  const made = await passMasks(image, job, plan.model, context, clock);
   let mask = await clock.time('postprocess', async () => {
-    const fitted = await fitModelMask(square.mask, image, options.postProcess);
+    const fitted = await fitModelMasks(made.masks, image, options.postProcess);
     return options.semitransparency ? fitted : hardenInterior(fitted, edgeBand(image.width, image.height, plan.model.inputSize));
   });
   let colours: RgbImage = image;
@@ -193,7 +195,14 @@ export async function removeBackground(plan: RemovalPlan, context: RemovalContex
   const encoded = await clock.time('encode', async () =>
     encode(laidOut.image, laidOut.mask, options.encode, await backdropFor(job, background, laidOut.image.width, laidOut.image.height)),
   );
-  return { image: encoded, model: plan.model.name, foreground: laidOut.foreground, timings: clock.timings, maskCache: square.maskCache };
+  return {
+    image: encoded,
+    model: plan.model.name,
+    foreground: laidOut.foreground,
+    timings: clock.timings,
+    maskCache: made.maskCache,
+    passes: passesOf(made.masks, PASS_PLANS[options.quality]),
+  };
 }
 
 export interface WarmupResult {

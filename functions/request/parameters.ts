@@ -81,7 +81,7 @@ export const PARAMETERS = {
   model: value(word, 'the model to run, by its registry name', 'value'),
   post_process: value(flag(false), "rembg's mask clean-up: an opening, a blur and a threshold"),
   refine: value(flag(false), 'refine edges and their colours', 'bare'),
-  quality: value(choice(QUALITIES, 'fast'), 'fast, or high: the mirror average of two inferences'),
+  quality: value(choice(QUALITIES, 'auto'), 'auto: a second look at a small subject; fast: one inference; high: mirrored too'),
   semitransparency: value(flag(true), 'false hardens the matte inside the subject'),
   type_level: value(choice(TYPE_LEVELS, 'none'), "remove.bg's classification level (accepted, no effect)"),
   shadow_type: value(optionalChoice(SHADOW_TYPES), 'none, drop, car or 3d: a soft drop shadow from the matte'),

@@ -81,7 +81,7 @@ const NAMED_SIZES: Readonly<Record<string, number | null>> = {
 
 export const FORMATS: Readonly<Record<string, RequestedFormat>> = { auto: 'auto', png: 'png', jpg: 'jpeg', jpeg: 'jpeg', webp: 'webp', zip: 'zip' };
 export const CHANNELS: Readonly<Record<string, Channels>> = { rgba: 'rgba', alpha: 'alpha' };
-export const QUALITIES: Readonly<Record<string, Quality>> = { fast: 'fast', high: 'high' };
+export const QUALITIES: Readonly<Record<string, Quality>> = { fast: 'fast', auto: 'auto', high: 'high' };
 /**
  * remove.bg's foreground classification levels. Which type was detected is
  * not something these models say, so the level is accepted and changes
