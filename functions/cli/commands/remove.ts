@@ -1,13 +1,11 @@
-import type { Config } from '../../config';
 import { ApiError } from '../../errors';
-import { Logger } from '../../log';
-import { ModelHolder } from '../../model/holder';
 import type { RemovalOptions } from '../../pipeline/options';
 import { parseRemovalOptions } from '../../request/options';
 import { checkParameterNames, cliFlags, parametersOfKind, parameterTable, type RequestParameters } from '../../request/parameters';
 import { EXIT, expandBareFlags, loadConfigWith, parseCommandLine, UsageError } from '../args';
-import { type Batch, runBatch } from '../batch';
+import { type Batch, type Remover, runBatch } from '../batch';
 import { expandInputs } from '../inputs';
+import { localRemover } from '../local';
 import { chooseTarget, formatOfFileName, type OutputEncoding, planJob, STDIO } from '../outputs';
 import type { Command } from './command';
 
@@ -27,6 +25,7 @@ const OPTIONS = {
   force: { type: 'boolean', short: 'f' },
   recursive: { type: 'boolean', short: 'r' },
   quiet: { type: 'boolean', short: 'q' },
+  report: { type: 'string' },
   param: { type: 'string', short: 'p', multiple: true },
   help: { type: 'boolean', short: 'h' },
   // A flag from the table too; named here as well so that its value is typed, for MODEL.
@@ -87,6 +86,7 @@ Options:
   -f, --force                 overwrite existing outputs
   -r, --recursive             descend into subfolders of DIR inputs
   -q, --quiet                 print failures only
+  --report FILE               one JSON line per input: status, time, error
   -h, --help                  show this help
 
 Progress goes to standard error: a bar on a terminal, otherwise one line per
@@ -122,14 +122,14 @@ function collectParameters(values: Readonly<Record<string, unknown>>, params: re
 /**
  * The API's own parser, so a bad value gets the API's message. The output's
  * name needs its extension before the image is processed, so the CLI's
- * format defaults to png where the API's is auto.
+ * format defaults to png where the API's is auto: `requested` has it already.
  */
-function parseOptions(parameters: RequestParameters): CliOptions {
-  const imageSource = Object.keys(parameters).find((name) => IMAGE_SOURCE_PARAMETERS.has(name));
+function parseOptions(requested: RequestParameters): CliOptions {
+  const imageSource = Object.keys(requested).find((name) => IMAGE_SOURCE_PARAMETERS.has(name));
   if (imageSource) throw new UsageError(`${imageSource} is an HTTP parameter; give the image as a file argument`);
   try {
-    checkParameterNames(Object.keys(parameters));
-    const options = parseRemovalOptions({ format: 'png', ...parameters });
+    checkParameterNames(Object.keys(requested));
+    const options = parseRemovalOptions(requested);
     const { format } = options.encode;
     if (format === 'auto') throw new UsageError('--format auto needs the result to choose an extension; give png, jpeg, webp or zip');
     return { ...options, encode: { ...options.encode, format } };
@@ -140,14 +140,15 @@ function parseOptions(parameters: RequestParameters): CliOptions {
 }
 
 /** Everything that can be wrong with the command line is found here, before any model is loaded. */
-async function plan(values: Values, positionals: string[]): Promise<Batch> {
+async function plan(values: Values, positionals: string[]): Promise<{ batch: Batch; remover: Remover }> {
   if (positionals.length === 0) throw new UsageError('no input given');
   const fromStdin = positionals.includes(STDIO);
   const target = await chooseTarget(positionals, values.output);
   const parameters = collectParameters(values, values.param ?? []);
   const extensionFormat = target.kind === 'file' ? formatOfFileName(target.path) : undefined;
   if (extensionFormat && parameters.format === undefined) parameters.format = extensionFormat;
-  const options = parseOptions(parameters);
+  const requested = { format: 'png', ...parameters };
+  const options = parseOptions(requested);
   if (extensionFormat && extensionFormat !== options.encode.format) {
     throw new UsageError(`-o ${values.output} does not match --format ${options.encode.format}`);
   }
@@ -158,28 +159,17 @@ async function plan(values: Values, positionals: string[]): Promise<Batch> {
     throw new UsageError('"-" reads an image from standard input, but it is a terminal: pipe or redirect an image into it');
   }
   const config = loadConfigWith({ MODEL: values.model });
+  const remover = localRemover(options, config);
   const { files, problems } = fromStdin ? { files: [STDIO] as const, problems: [] } : await expandInputs(positionals, { recursive: values.recursive ?? false });
-  return {
+  const batch: Batch = {
     jobs: files.map((input) => planJob(input, target, options.encode)),
     problems,
-    options,
-    config,
     force: values.force ?? false,
     quiet: values.quiet ?? false,
+    resume: false,
+    report: values.report,
   };
-}
-
-/**
- * The holder alone, not the HTTP container around it. The service's log lines
- * would interleave with the batch report; they appear only when LOG_LEVEL asks.
- */
-function modelHolder(config: Config): ModelHolder {
-  const logger = new Logger({
-    level: config.logLevel,
-    pretty: true,
-    write: process.env.LOG_LEVEL ? (line) => process.stderr.write(`${line}\n`) : () => undefined,
-  });
-  return new ModelHolder(config, undefined, logger);
+  return { batch, remover };
 }
 
 function parse(argv: string[]) {
@@ -194,8 +184,8 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return EXIT.ok;
   }
-  const batch = await plan(values, positionals);
-  const outcome = await runBatch(batch, modelHolder(batch.config));
+  const { batch, remover } = await plan(values, positionals);
+  const outcome = await runBatch(batch, remover);
   return outcome.failed > 0 ? EXIT.failed : EXIT.ok;
 }
 
