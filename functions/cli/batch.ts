@@ -78,8 +78,9 @@ function describe(error: unknown): string {
  */
 export async function runBatch(batch: Batch, remover: Remover, signal: AbortSignal = new AbortController().signal): Promise<BatchOutcome> {
   const { jobs, problems } = batch;
-  const reporter = new BatchReporter(process.stderr, jobs.length + problems.length, { quiet: batch.quiet });
+  // Opened first: a report that cannot be written stops the run before anything is shown or sent.
   const report = batch.report === undefined ? NO_REPORT : await openReport(batch.report);
+  const reporter = new BatchReporter(process.stderr, jobs.length + problems.length, { quiet: batch.quiet });
   for (const problem of problems) {
     reporter.failed(problem.input, problem.message);
     report.write({ input: problem.input, status: 'failed', ms: 0, error: { message: problem.message } });
