@@ -69,7 +69,7 @@ export class EndpointError extends Error {
   readonly code: string | undefined;
   readonly parameter: string | undefined;
 
-  constructor(message: string, details: { status?: number; code?: string; parameter?: string } = {}) {
+  constructor(message: string, details: { status?: number | undefined; code?: string | undefined; parameter?: string | undefined } = {}) {
     super(message);
     this.name = 'EndpointError';
     this.status = details.status;
@@ -138,8 +138,8 @@ async function refusal(response: Response): Promise<EndpointError> {
   if (typeof entry?.message === 'string') {
     return new EndpointError(entry.message, {
       status: response.status,
-      ...(typeof entry.code === 'string' ? { code: entry.code } : {}),
-      ...(typeof entry.parameter === 'string' ? { parameter: entry.parameter } : {}),
+      code: typeof entry.code === 'string' ? entry.code : undefined,
+      parameter: typeof entry.parameter === 'string' ? entry.parameter : undefined,
     });
   }
   const page = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200);
@@ -185,11 +185,7 @@ async function send(settings: EndpointSettings, image: Buffer, name: string, clo
 }
 
 function gaveUp(error: EndpointError, attempts: number): EndpointError {
-  return new EndpointError(`${error.message} (gave up after ${attempts} attempts)`, {
-    ...(error.status === undefined ? {} : { status: error.status }),
-    ...(error.code === undefined ? {} : { code: error.code }),
-    ...(error.parameter === undefined ? {} : { parameter: error.parameter }),
-  });
+  return new EndpointError(`${error.message} (gave up after ${attempts} attempts)`, { status: error.status, code: error.code, parameter: error.parameter });
 }
 
 const STOP_ADVICE: Readonly<Record<number, string>> = {
