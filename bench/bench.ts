@@ -3,13 +3,16 @@
  * it costs in memory, and how fast a new instance answers.
  *
  *   node dist/bench/bench.js [--models isnet-fp16,isnet-uint8] [--quick] [--peer-dir /tmp/peer]
+ *                            [--cli-images N] [--cli-only]
  *
  * For each model: the inference floor (in this process), then the real server
  * in a child process over loopback HTTP: cold start, warm latency per image,
  * the per-stage split from Server-Timing, response sizes per format, and peak
  * RSS. For the first model, then, the preview model and the mask cache against
- * the same server without them, and the peer ratio (bench/reuse.ts). Prints a
- * table per model and, last, one JSON line with every figure.
+ * the same server without them, and the peer ratio (bench/reuse.ts); and the
+ * CLI's throughput through --endpoint at concurrency 1, 2 and 4 over N images
+ * (bench/cliThroughput.ts; --cli-only runs that section alone). Prints a table
+ * per section and, last, one JSON line with every figure.
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -17,6 +20,7 @@ import { loadConfig, MEMORY_MARGIN } from '../functions/config';
 import { findModel, registry } from '../functions/model/registry';
 import { checkWeights } from '../functions/model/weights';
 import { type BenchImage, benchImages } from './images';
+import { type CliThroughputResult, measureCliThroughput, printCliThroughput } from './cliThroughput';
 import { type FloorResult, measureFloor } from './floor';
 import { measureReuse, printReuse, type ReuseResult } from './reuse';
 import { DEPLOYED_ENV, removal, type RemovalSample, type ServerProcess, spawnServer, waitForHealth, warmup } from './server-process';
@@ -39,10 +43,12 @@ interface Iterations {
   cold: number;
   formats: number;
   rssSequential: number;
+  /** Images each CLI run sends. */
+  cliImages: number;
 }
 
-const FULL: Iterations = { floor: 10, small: 10, large: 8, cold: 3, formats: 3, rssSequential: 3 };
-const QUICK: Iterations = { floor: 4, small: 3, large: 2, cold: 1, formats: 1, rssSequential: 1 };
+const FULL: Iterations = { floor: 10, small: 10, large: 8, cold: 3, formats: 3, rssSequential: 3, cliImages: 16 };
+const QUICK: Iterations = { floor: 4, small: 3, large: 2, cold: 1, formats: 1, rssSequential: 1, cliImages: 4 };
 
 interface ImageResult {
   image: string;
@@ -348,25 +354,39 @@ function defaultModels(): string[] {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { models: { type: 'string' }, quick: { type: 'boolean', default: false }, 'peer-dir': { type: 'string' } },
+    options: {
+      models: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'peer-dir': { type: 'string' },
+      'cli-images': { type: 'string' },
+      'cli-only': { type: 'boolean', default: false },
+    },
   });
   const models = values.models ? values.models.split(',').map((name) => name.trim()) : defaultModels();
   for (const name of models) if (!findModel(name)) throw new Error(`unknown model ${name}`);
   const iterations = values.quick ? QUICK : FULL;
+  const cliImages = values['cli-images'] === undefined ? iterations.cliImages : Number(values['cli-images']);
+  if (!Number.isInteger(cliImages) || cliImages < 1) throw new Error(`--cli-images takes a whole number of images, got ${values['cli-images']}`);
   const log = (line: string): void => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
   const loadBefore = loadAverage();
   const started = Date.now();
   const images = await benchImages();
   log(`models ${models.join(', ')} from ${loadConfig({ ...process.env, MODEL: undefined }).modelsDir}; load average ${loadBefore.join(' ')}`);
   const results: ModelResult[] = [];
-  for (const model of models) {
-    const result = await benchModel(model, images, iterations, log);
-    printTable(result);
-    results.push(result);
+  let reuse: ReuseResult | null = null;
+  if (!values['cli-only']) {
+    for (const model of models) {
+      const result = await benchModel(model, images, iterations, log);
+      printTable(result);
+      results.push(result);
+    }
+    log(`${models[0]!}: preview model and mask cache…`);
+    reuse = await measureReuse(models[0]!, images, iterations.large, values['peer-dir'], log);
+    printReuse(reuse);
   }
-  log(`${models[0]!}: preview model and mask cache…`);
-  const reuse: ReuseResult = await measureReuse(models[0]!, images, iterations.large, values['peer-dir'], log);
-  printReuse(reuse);
+  log(`${models[0]!}: the CLI through --endpoint…`);
+  const cliThroughput: CliThroughputResult = await measureCliThroughput(models[0]!, images, cliImages, log);
+  printCliThroughput(cliThroughput);
   const summary = {
     bench: 'detourage',
     date: new Date().toISOString(),
@@ -379,6 +399,7 @@ async function main(): Promise<void> {
     durationS: round((Date.now() - started) / 1000),
     models: results,
     reuse,
+    cliThroughput,
   };
   console.log(JSON.stringify(summary));
 }

@@ -10,33 +10,11 @@ import { BatchReporter, DownloadReporter, type OutputStream } from '../functions
 import { wildcardPattern } from '../functions/cli/inputs';
 import { PROJECT_ROOT } from '../functions/paths';
 import { parseRemovalOptions } from '../functions/request/options';
+import { assertCutout, BIN, detourage, exists } from './support/cli';
 import { readZip } from './support/zip';
-import { alphaChannel, fixture } from '../tools/lib/images';
+import { fixture } from '../tools/lib/images';
 
-const BIN = path.join(PROJECT_ROOT, 'bin', 'detourage');
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-interface CliRun {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** The real CLI as its own process, stdin/stdout/stderr all pipes (so not a terminal). */
-async function detourage(args: string[], options: { cwd?: string; input?: Buffer; env?: Record<string, string> } = {}): Promise<CliRun> {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: options.cwd ?? PROJECT_ROOT,
-    env: { ...process.env, ...options.env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const stdout: Buffer[] = [];
-  const stderr: Buffer[] = [];
-  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-  child.stdin.end(options.input);
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString() };
-}
 
 function parserMessage(parameters: Record<string, string>): string {
   try {
@@ -45,21 +23,6 @@ function parserMessage(parameters: Record<string, string>): string {
     return (error as Error).message;
   }
   assert.fail(`parseRemovalOptions accepted ${JSON.stringify(parameters)}`);
-}
-
-async function exists(filePath: string): Promise<boolean> {
-  return fs.access(filePath).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** A real cutout: some pixels fully transparent, some (nearly: the matte rarely reaches 255) opaque. */
-async function assertCutout(image: Buffer): Promise<void> {
-  assert.equal((await sharp(image).metadata()).channels, 4);
-  const alpha = (await alphaChannel(image)).data;
-  assert.ok(alpha.includes(0), 'no transparent pixel');
-  assert.ok(alpha.some((value) => value >= 250), 'no opaque pixel');
 }
 
 let workDir: string;
@@ -310,13 +273,38 @@ test('on a terminal the batch shows a redrawn bar with count, rate and ETA', () 
   now = 4000;
   reporter.failed('b.jpg', 'not an image');
   const outcome = reporter.finish();
-  assert.deepEqual(outcome, { succeeded: 1, failed: 1 });
+  assert.deepEqual(outcome, { succeeded: 1, skipped: 0, failed: 1 });
   const screen = terminal.text.replaceAll('\r', '<CR>').replaceAll('\x1b', '<ESC>');
   assert.match(screen, /<CR><ESC>\[K\[█{6}░{18}\] 1\/4 {2}0\.50 img\/s {2}ETA 6s {2}a\.jpg/);
   assert.match(screen, /<CR><ESC>\[Kok a\.jpg → out\/a\.png \(2000 ms\)\n/);
   assert.match(screen, /<CR><ESC>\[KFAILED b\.jpg: not an image\n/);
   assert.match(screen, /\[█{12}░{12}\] 2\/4 {2}0\.50 img\/s {2}ETA 4s {2}1 failed {2}b\.jpg/);
   assert.ok(screen.endsWith('<CR><ESC>[K1 ok, 1 failed, 2 of 4 in 4s (0.50 img/s)\n'), screen.slice(-80));
+});
+
+test('a resumed run: skipped inputs count as done but not in the rate; retrying inputs are counted on the bar, and each retry is a line in a log', () => {
+  let now = 0;
+  const terminal = fakeTerminal();
+  const reporter = new BatchReporter(terminal, 4, { now: () => now });
+  reporter.skipped('a.jpg', 'out/a.png');
+  reporter.skipped('b.jpg', 'out/b.png');
+  reporter.started('c.jpg');
+  reporter.retried('c.jpg', '503 overloaded, again in 5.1 s (attempt 2)');
+  now = 2000;
+  reporter.succeeded('c.jpg', 'out/c.png', 2000);
+  assert.deepEqual(reporter.finish(), { succeeded: 1, skipped: 2, failed: 0 });
+  const screen = terminal.text.replaceAll('\r', '<CR>').replaceAll('\x1b', '<ESC>');
+  assert.match(screen, /^skip a\.jpg → out\/a\.png \(exists\)\n/);
+  assert.match(screen, /\] 2\/4 {2}0\.00 img\/s {2}ETA \? {2}1 retrying {2}c\.jpg/);
+  assert.doesNotMatch(screen, /retry c\.jpg/, 'on a terminal the bar counts retries');
+  assert.match(screen, /\] 3\/4 {2}0\.50 img\/s {2}ETA 2s {2}c\.jpg/, 'one image in 2 s: the skipped two took no time');
+  assert.ok(screen.endsWith('1 ok, 2 skipped, 0 failed, 3 of 4 in 2s (0.50 img/s)\n'), screen.slice(-80));
+
+  const log: OutputStream & { text: string } = { ...fakeTerminal(), isTTY: false };
+  const plain = new BatchReporter(log, 2, { now: () => now });
+  plain.retried('c.jpg', '503 overloaded, again in 5.1 s (attempt 2)');
+  plain.failed('c.jpg', 'The service is busy.');
+  assert.equal(log.text, 'retry c.jpg: 503 overloaded, again in 5.1 s (attempt 2)\nFAILED c.jpg: The service is busy.\n');
 });
 
 test('on a terminal a download shows bytes, rate and ETA; elsewhere nothing per chunk', () => {

@@ -88,16 +88,20 @@ test('outputs beside the input, in a folder and from stdin are named by format a
   });
 });
 
-test('an output is refused when an earlier job writes it, or when it exists and force is off', async () => {
+test('an output is refused when an earlier job writes it, and found to exist when it is there and force is off', async () => {
   const dir = await freshDir('claims');
   const existing = path.join(dir, 'old.png');
   await fs.writeFile(existing, 'earlier');
   const job = (label: string, output: string): Job => ({ label, input: { path: label, subdirectory: '' }, output });
   const claims = new OutputClaims(false);
-  assert.equal(await claims.refusal(job('a.jpg', path.join(dir, 'a.png'))), undefined);
+  assert.deepEqual(await claims.claim(job('a.jpg', path.join(dir, 'a.png'))), { result: 'free' });
   // The same file by another name is the same output.
   const relative = path.relative(process.cwd(), path.join(dir, 'a.png'));
-  assert.equal(await claims.refusal(job('a.webp', relative)), `${relative} is already the output of a.jpg`);
-  assert.equal(await claims.refusal(job('old.jpg', existing)), `${existing} already exists (--force overwrites it)`);
-  assert.equal(await new OutputClaims(true).refusal(job('old.jpg', existing)), undefined);
+  assert.deepEqual(await claims.claim(job('a.webp', relative)), { result: 'refused', message: `${relative} is already the output of a.jpg` });
+  assert.deepEqual(await claims.claim(job('old.jpg', existing)), { result: 'exists' });
+  assert.deepEqual(await new OutputClaims(true).claim(job('old.jpg', existing)), { result: 'free' });
+  // Claimed side by side, as an endpoint run claims them: the second still sees the first.
+  const sideBySide = new OutputClaims(false);
+  const [first, second] = await Promise.all([sideBySide.claim(job('b.jpg', path.join(dir, 'b.png'))), sideBySide.claim(job('b.webp', path.join(dir, 'b.png')))]);
+  assert.deepEqual([first.result, second.result], ['free', 'refused']);
 });

@@ -1,14 +1,25 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config';
 
-/** Exit codes; 78 is EX_CONFIG from sysexits.h, the same code the local server exits with. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, config: 78 } as const;
+/**
+ * Exit codes; 78 is EX_CONFIG from sysexits.h, the same code the local server
+ * exits with, and 130 the shell's code for a process that SIGINT ended.
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, config: 78, interrupted: 130 } as const;
 
 /** A mistake on the command line: exit 2 and point at --help. */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+}
+
+/** The run was stopped by SIGINT or SIGTERM after what was in flight had been settled. */
+export class Interrupted extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'Interrupted';
   }
 }
 

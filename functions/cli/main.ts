@@ -7,7 +7,7 @@
  */
 import { ConfigError } from '../config';
 import { packageVersion } from '../paths';
-import { EXIT, UsageError } from './args';
+import { EXIT, Interrupted, UsageError } from './args';
 import type { Command } from './commands/command';
 import { keysCommand } from './commands/keys';
 import { modelsCommand } from './commands/models';
@@ -28,7 +28,7 @@ Options:
   -V, --version  print the version
 
 Exit codes: 0 success; 1 some inputs failed, or a runtime error; 2 usage error;
-78 bad configuration (environment variables, as the server).`;
+78 bad configuration (environment variables, as the server); 130 interrupted.`;
 }
 
 function report(error: unknown, commandName: string | undefined): number {
@@ -40,6 +40,10 @@ function report(error: unknown, commandName: string | undefined): number {
   if (error instanceof ConfigError) {
     process.stderr.write(`${prefix}: ${error.message}\n`);
     return EXIT.config;
+  }
+  if (error instanceof Interrupted) {
+    process.stderr.write(`${prefix}: ${error.message}\n`);
+    return EXIT.interrupted;
   }
   process.stderr.write(`${prefix}: ${error instanceof Error ? error.message : String(error)}\n`);
   return EXIT.failed;

@@ -104,10 +104,13 @@ export function alreadyExists(output: string): string {
   return `${output} already exists (--force overwrites it)`;
 }
 
+/** Whether a job may write its output: `exists` is an output already there, with --force off. */
+export type Claim = { result: 'free' } | { result: 'exists' } | { result: 'refused'; message: string };
+
 /**
- * Why `job` may not write its output, or undefined when it may. Checked before
- * the work so that a re-run passes over finished images in a moment; the write
- * itself checks again (atomicWrite.ts), for an output that appears meanwhile.
+ * Which outputs may be written. Checked before the work so that a re-run
+ * passes over finished images in a moment; the write itself checks again
+ * (atomicWrite.ts), for an output that appears meanwhile.
  */
 export class OutputClaims {
   /** Each output path, resolved, by the label of the job that writes it. */
@@ -115,12 +118,13 @@ export class OutputClaims {
 
   constructor(private readonly force: boolean) {}
 
-  async refusal(job: Job): Promise<string | undefined> {
+  async claim(job: Job): Promise<Claim> {
     const key = job.output === STDIO ? STDIO : path.resolve(job.output);
     const earlier = this.writers.get(key);
-    if (earlier !== undefined) return `${job.output} is already the output of ${earlier}`;
+    if (earlier !== undefined) return { result: 'refused', message: `${job.output} is already the output of ${earlier}` };
+    // Taken before the check below awaits, so that jobs claimed side by side still see each other.
     this.writers.set(key, job.label);
-    if (job.output !== STDIO && !this.force && (await exists(job.output))) return alreadyExists(job.output);
-    return undefined;
+    if (job.output !== STDIO && !this.force && (await exists(job.output))) return { result: 'exists' };
+    return { result: 'free' };
   }
 }

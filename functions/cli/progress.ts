@@ -56,16 +56,26 @@ export class StatusLine {
 
 export interface BatchOutcome {
   succeeded: number;
+  /** Inputs whose output was already there, passed over as finished work (a resumed run). */
+  skipped: number;
   failed: number;
 }
 
-/** Reports a batch of removals: `ok in → out (ms)` and `FAILED in: message` lines, plus a bar on a terminal. */
+/**
+ * Reports a batch of removals: `ok in → out (ms)`, `skip in → out (exists)`
+ * and `FAILED in: message` lines, plus a bar on a terminal. Inputs that wait to
+ * be sent again are counted on the bar; elsewhere each retry is a line, since
+ * a log is read afterwards and needs the reason.
+ */
 export class BatchReporter {
   private readonly status: StatusLine | null;
   private readonly startedAt: number;
   private readonly ticker: NodeJS.Timeout | null;
   private succeededCount = 0;
+  private skippedCount = 0;
   private failedCount = 0;
+  /** Inputs in progress that needed at least one retry. */
+  private readonly retrying = new Set<string>();
   private current = '';
 
   constructor(
@@ -84,7 +94,12 @@ export class BatchReporter {
   }
 
   private get done(): number {
-    return this.succeededCount + this.failedCount;
+    return this.succeededCount + this.skippedCount + this.failedCount;
+  }
+
+  /** Images per second of real work: skipped outputs take no time and would make the ETA a promise the rest cannot keep. */
+  private rate(elapsedSeconds: number): number {
+    return elapsedSeconds > 0 ? (this.done - this.skippedCount) / elapsedSeconds : 0;
   }
 
   private print(line: string): void {
@@ -94,12 +109,12 @@ export class BatchReporter {
 
   private redraw(): void {
     if (!this.status || this.total <= 1) return;
-    const elapsedSeconds = (this.now() - this.startedAt) / 1000;
-    const rate = elapsedSeconds > 0 ? this.done / elapsedSeconds : 0;
+    const rate = this.rate((this.now() - this.startedAt) / 1000);
     const eta = rate > 0 ? formatDuration((this.total - this.done) / rate) : '?';
     const failures = this.failedCount > 0 ? `  ${this.failedCount} failed` : '';
+    const retries = this.retrying.size > 0 ? `  ${this.retrying.size} retrying` : '';
     this.status.show(
-      `${renderBar(this.done / this.total)} ${this.done}/${this.total}  ${rate.toFixed(2)} img/s  ETA ${eta}${failures}  ${this.current}`,
+      `${renderBar(this.done / this.total)} ${this.done}/${this.total}  ${rate.toFixed(2)} img/s  ETA ${eta}${failures}${retries}  ${this.current}`,
     );
   }
 
@@ -110,18 +125,33 @@ export class BatchReporter {
 
   succeeded(input: string, output: string, milliseconds: number): void {
     this.succeededCount += 1;
+    this.retrying.delete(input);
     if (!this.options.quiet) this.print(`ok ${input} → ${output} (${Math.round(milliseconds)} ms)`);
+    this.redraw();
+  }
+
+  skipped(input: string, output: string): void {
+    this.skippedCount += 1;
+    if (!this.options.quiet) this.print(`skip ${input} → ${output} (exists)`);
+    this.redraw();
+  }
+
+  /** The input waits to be sent again; `reason` says why and when. */
+  retried(input: string, reason: string): void {
+    this.retrying.add(input);
+    if (!this.status && !this.options.quiet) this.print(`retry ${input}: ${reason}`);
     this.redraw();
   }
 
   failed(input: string, message: string): void {
     this.failedCount += 1;
+    this.retrying.delete(input);
     this.print(`FAILED ${input}: ${message}`);
     this.redraw();
   }
 
   get outcome(): BatchOutcome {
-    return { succeeded: this.succeededCount, failed: this.failedCount };
+    return { succeeded: this.succeededCount, skipped: this.skippedCount, failed: this.failedCount };
   }
 
   /** Without the summary when the run was cut short: its counts would mislead. */
@@ -130,9 +160,10 @@ export class BatchReporter {
     this.status?.clear();
     if (summary && this.total > 1 && !this.options.quiet) {
       const seconds = (this.now() - this.startedAt) / 1000;
+      const skipped = this.skippedCount > 0 ? `${this.skippedCount} skipped, ` : '';
       this.stream.write(
-        `${this.succeededCount} ok, ${this.failedCount} failed, ${this.done} of ${this.total} in ${formatDuration(seconds)}` +
-          ` (${seconds > 0 ? (this.done / seconds).toFixed(2) : '0.00'} img/s)\n`,
+        `${this.succeededCount} ok, ${skipped}${this.failedCount} failed, ${this.done} of ${this.total} in ${formatDuration(seconds)}` +
+          ` (${this.rate(seconds).toFixed(2)} img/s)\n`,
       );
     }
     return this.outcome;
