@@ -421,7 +421,7 @@ describe('in one bucket, and with the client\'s own retries', () => {
       fake.put(OUTPUT, 'cutouts/photos/twins.png', Buffer.from('someone else'), { contentType: 'image/png' });
       assert.equal((await postEvent(deployed.server.url, eventOf(png))).status, 204);
       assert.deepEqual([deployed.lastEvent().severity, deployed.lastEvent().outcome], ['WARNING', 'conflict']);
-      assert.match(String(deployed.lastEvent().reason), /is not this source's output/);
+      assert.match(String(deployed.lastEvent().reason), /was not made from this object \(its source: none recorded: detourage did not write it\)/);
       assert.equal(fake.get(OUTPUT, 'cutouts/photos/twins.png')!.body.toString(), 'someone else');
     } finally {
       await deployed.close();

@@ -168,7 +168,10 @@ function claim(existing: StoredObject | null, event: ObjectEvent): Claim {
   if (existing === null) return { kind: 'free', ifGenerationMatch: '0' };
   const source = existing.metadata;
   const done = int64Text(source[SOURCE_KEYS.generation]);
-  const holder = `gs://${source[SOURCE_KEYS.bucket] ?? '?'}/${source[SOURCE_KEYS.name] ?? '?'}#${source[SOURCE_KEYS.generation] ?? '?'}`;
+  const holder =
+    source[SOURCE_KEYS.generation] === undefined
+      ? 'none recorded: detourage did not write it'
+      : `gs://${source[SOURCE_KEYS.bucket] ?? ''}/${source[SOURCE_KEYS.name] ?? ''}#${source[SOURCE_KEYS.generation]}`;
   if (done === undefined || source[SOURCE_KEYS.bucket] !== event.bucket || source[SOURCE_KEYS.name] !== event.name) return { kind: 'conflict', holder };
   const order = BigInt(done) - BigInt(event.generation);
   if (order === 0n) return { kind: 'duplicate', holder };
@@ -230,7 +233,8 @@ async function timed<T>(report: Report, step: string, work: () => Promise<T>): P
 function untouched(report: Report, object: ObjectName, claimed: Exclude<Claim, { kind: 'free' }>): void {
   report.output = gsUrl(object);
   report.outcome = claimed.kind;
-  report.reason = claimed.kind === 'conflict' ? `${gsUrl(object)} is not this source's output but ${claimed.holder}'s` : `${gsUrl(object)} is ${claimed.holder}'s`;
+  report.reason =
+    claimed.kind === 'conflict' ? `${gsUrl(object)} was not made from this object (its source: ${claimed.holder})` : `${gsUrl(object)} was made from ${claimed.holder}`;
 }
 
 /** Writes `body` at `object` under the claim `existing` (what is there now) allows, and says what became of the event. */
