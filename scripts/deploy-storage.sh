@@ -87,16 +87,7 @@ max_event_age=${MAX_EVENT_AGE:-}
 trigger_location=${TRIGGER_LOCATION:-}
 trigger_service_account=${TRIGGER_SERVICE_ACCOUNT:-}
 service_account=${SERVICE_ACCOUNT:-}
-model=${MODEL:-$REGISTRY_DEFAULT}
-memory=${MEMORY:-}
-cpu=${CPU:-$DEFAULT_CPU}
-min_instances=${MIN_INSTANCES:-$DEFAULT_MIN_INSTANCES}
-max_instances=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
-concurrency=${CONCURRENCY:-$DEFAULT_CONCURRENCY}
-timeout=${TIMEOUT:-$DEFAULT_TIMEOUT}
-max_upload_bytes=${MAX_UPLOAD_BYTES:-}
-max_input_pixels=${MAX_INPUT_PIXELS:-}
-infer_threads=${INFER_THREADS:-}
+serving_settings
 
 while (($#)); do
   OPTION_SHIFT=1
@@ -110,17 +101,7 @@ while (($#)); do
     --trigger-location | --trigger-location=*) option_value "$@" && trigger_location=$OPTION_VALUE ;;
     --trigger-service-account | --trigger-service-account=*) option_value "$@" && trigger_service_account=$OPTION_VALUE ;;
     --service-account | --service-account=*) option_value "$@" && service_account=$OPTION_VALUE ;;
-    --model | --model=*) option_value "$@" && model=$OPTION_VALUE ;;
-    --memory | --memory=*) option_value "$@" && memory=$OPTION_VALUE ;;
-    --cpu | --cpu=*) option_value "$@" && cpu=$OPTION_VALUE ;;
-    --min-instances | --min-instances=*) option_value "$@" && min_instances=$OPTION_VALUE ;;
-    --max-instances | --max-instances=*) option_value "$@" && max_instances=$OPTION_VALUE ;;
-    --concurrency | --concurrency=*) option_value "$@" && concurrency=$OPTION_VALUE ;;
-    --timeout | --timeout=*) option_value "$@" && timeout=$OPTION_VALUE ;;
-    --max-upload-bytes | --max-upload-bytes=*) option_value "$@" && max_upload_bytes=$OPTION_VALUE ;;
-    --max-input-pixels | --max-input-pixels=*) option_value "$@" && max_input_pixels=$OPTION_VALUE ;;
-    --infer-threads | --infer-threads=*) option_value "$@" && infer_threads=$OPTION_VALUE ;;
-    *) common_option "$@" ;;
+    *) serving_option "$@" || common_option "$@" ;;
   esac
   shift "$OPTION_SHIFT"
 done
@@ -152,17 +133,7 @@ fi
   die "invalid trigger location: '$trigger_location' (a lower-case location such as europe-west1, eu or us)"
 [[ -z $trigger_service_account ]] || check_service_account_email 'trigger service account email' "$trigger_service_account"
 [[ -z $service_account ]] || check_service_account_email 'service account email' "$service_account"
-check_model
-check_integer min_instances 'min instances' 0 1000
-check_integer max_instances 'max instances' 1 1000
-((min_instances <= max_instances)) ||
-  die "min instances ($min_instances) must not exceed max instances ($max_instances)"
-check_integer concurrency concurrency 1 1000
-timeout=${timeout%s}
-check_integer timeout 'timeout (seconds)' 10 "$MAX_EVENT_TIMEOUT"
-[[ -z $max_upload_bytes ]] || check_integer max_upload_bytes MAX_UPLOAD_BYTES 1 999999999999
-[[ -z $max_input_pixels ]] || check_integer max_input_pixels MAX_INPUT_PIXELS 1 999999999999
-check_serving_tier "$FUNCTION" "$concurrency"
+check_serving_settings "$FUNCTION" "$MAX_EVENT_TIMEOUT"
 
 serving_env_entries "$timeout"
 env_entries=("${ENV_ENTRIES[@]}" "INPUT_BUCKET=$input_bucket" "OUTPUT_BUCKET=$output_bucket")
@@ -170,8 +141,6 @@ env_entries=("${ENV_ENTRIES[@]}" "INPUT_BUCKET=$input_bucket" "OUTPUT_BUCKET=$ou
 [[ -z $output_prefix ]] || env_entries+=("OUTPUT_PREFIX=$output_prefix")
 [[ -z $storage_options ]] || env_entries+=("STORAGE_OPTIONS=$storage_options")
 [[ -z $max_event_age ]] || env_entries+=("MAX_EVENT_AGE=$max_event_age")
-[[ -z $max_upload_bytes ]] || env_entries+=("MAX_UPLOAD_BYTES=$max_upload_bytes")
-[[ -z $max_input_pixels ]] || env_entries+=("MAX_INPUT_PIXELS=$max_input_pixels")
 env_vars=''
 env_var_list env_vars "${env_entries[@]}"
 serving_build_env_vars

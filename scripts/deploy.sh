@@ -109,16 +109,7 @@ EOF
 
 read_registry
 
-model=${MODEL:-$REGISTRY_DEFAULT}
-memory=${MEMORY:-}
-cpu=${CPU:-$DEFAULT_CPU}
-min_instances=${MIN_INSTANCES:-$DEFAULT_MIN_INSTANCES}
-max_instances=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
-concurrency=${CONCURRENCY:-$DEFAULT_CONCURRENCY}
-timeout=${TIMEOUT:-$DEFAULT_TIMEOUT}
-max_upload_bytes=${MAX_UPLOAD_BYTES:-}
-max_input_pixels=${MAX_INPUT_PIXELS:-}
-infer_threads=${INFER_THREADS:-}
+serving_settings
 parse_boolean allow_unauthenticated ALLOW_UNAUTHENTICATED "${ALLOW_UNAUTHENTICATED:-false}"
 auth=${AUTH:-iam}
 api_key_secret=${API_KEY_SECRET:-$DEFAULT_API_KEY_SECRET}
@@ -133,16 +124,6 @@ warmup_default=true
 while (($#)); do
   OPTION_SHIFT=1
   case $1 in
-    --model | --model=*) option_value "$@" && model=$OPTION_VALUE ;;
-    --memory | --memory=*) option_value "$@" && memory=$OPTION_VALUE ;;
-    --cpu | --cpu=*) option_value "$@" && cpu=$OPTION_VALUE ;;
-    --min-instances | --min-instances=*) option_value "$@" && min_instances=$OPTION_VALUE ;;
-    --max-instances | --max-instances=*) option_value "$@" && max_instances=$OPTION_VALUE ;;
-    --concurrency | --concurrency=*) option_value "$@" && concurrency=$OPTION_VALUE ;;
-    --timeout | --timeout=*) option_value "$@" && timeout=$OPTION_VALUE ;;
-    --max-upload-bytes | --max-upload-bytes=*) option_value "$@" && max_upload_bytes=$OPTION_VALUE ;;
-    --max-input-pixels | --max-input-pixels=*) option_value "$@" && max_input_pixels=$OPTION_VALUE ;;
-    --infer-threads | --infer-threads=*) option_value "$@" && infer_threads=$OPTION_VALUE ;;
     --auth | --auth=*) option_value "$@" && auth=$OPTION_VALUE ;;
     --api-key-secret | --api-key-secret=*) option_value "$@" && api_key_secret=$OPTION_VALUE ;;
     --service-account | --service-account=*) option_value "$@" && service_account=$OPTION_VALUE ;;
@@ -155,24 +136,13 @@ while (($#)); do
     --no-warmup-service-account) warmup_service_accounts='' warmup_default=false ;;
     --allow-unauthenticated) allow_unauthenticated=true ;;
     --no-allow-unauthenticated) allow_unauthenticated=false ;;
-    *) common_option "$@" ;;
+    *) serving_option "$@" || common_option "$@" ;;
   esac
   shift "$OPTION_SHIFT"
 done
 
 check_project_and_region
-check_model
-check_integer min_instances 'min instances' 0 1000
-check_integer max_instances 'max instances' 1 1000
-((min_instances <= max_instances)) ||
-  die "min instances ($min_instances) must not exceed max instances ($max_instances)"
-check_integer concurrency concurrency 1 1000
-timeout=${timeout%s}
-# The service needs some of the timeout to answer its own 504 before the platform cuts it off.
-check_integer timeout 'timeout (seconds)' 10 3600
-[[ -z $max_upload_bytes ]] || check_integer max_upload_bytes MAX_UPLOAD_BYTES 1 999999999999
-[[ -z $max_input_pixels ]] || check_integer max_input_pixels MAX_INPUT_PIXELS 1 999999999999
-check_serving_tier "$SERVING_FUNCTION" "$concurrency"
+check_serving_settings "$SERVING_FUNCTION" 3600
 check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 
 auth=${auth// /}
@@ -244,8 +214,6 @@ fi
 # health gets the serving functions' environment too; it never reserves memory.
 serving_env_entries "$timeout"
 env_entries=("AUTH=$auth" "${ENV_ENTRIES[@]}")
-[[ -z $max_upload_bytes ]] || env_entries+=("MAX_UPLOAD_BYTES=$max_upload_bytes")
-[[ -z $max_input_pixels ]] || env_entries+=("MAX_INPUT_PIXELS=$max_input_pixels")
 [[ -z $cors_origins ]] || env_entries+=("CORS_ORIGINS=$cors_origins")
 [[ -z $rate_limit_per_minute ]] || env_entries+=("RATE_LIMIT_PER_MINUTE=$rate_limit_per_minute")
 [[ -z $firebase_project ]] || env_entries+=("FIREBASE_PROJECT_ID=$firebase_project")

@@ -1,12 +1,14 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2034,SC2154 # its constants and outputs are read by the scripts that source it; model, memory, cpu and infer_threads are theirs
+# shellcheck disable=SC2034,SC2154 # its constants and outputs are read by the scripts that source it; the sizing settings are theirs
 # Shared by deploy.sh and deploy-storage.sh, the two scripts that deploy a
 # function holding the model: the runtime, the model and its memory, the
 # onnxruntime threads, the runtime environment and the build's, and the
 # project's default compute service account. Source it after common.sh.
 #
-# Its functions read and set the caller's `model`, `memory`, `cpu` and
-# `infer_threads`, which both scripts name alike.
+# Its functions read and set the caller's sizing settings (`model`, `memory`,
+# `cpu`, `min_instances`, `max_instances`, `concurrency`, `timeout`,
+# `max_upload_bytes`, `max_input_pixels`, `infer_threads`), which both
+# scripts name alike.
 
 RUNTIME=nodejs22
 
@@ -47,6 +49,40 @@ read_registry() {
   REGISTRY_MODELS=("${registry[@]:1}")
 }
 
+# serving_settings: the sizing every function holding the model takes, from
+# the environment, over the caller's DEFAULT_MIN_INSTANCES,
+# DEFAULT_MAX_INSTANCES, DEFAULT_CONCURRENCY and DEFAULT_TIMEOUT.
+serving_settings() {
+  model=${MODEL:-$REGISTRY_DEFAULT}
+  memory=${MEMORY:-}
+  cpu=${CPU:-$DEFAULT_CPU}
+  min_instances=${MIN_INSTANCES:-$DEFAULT_MIN_INSTANCES}
+  max_instances=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
+  concurrency=${CONCURRENCY:-$DEFAULT_CONCURRENCY}
+  timeout=${TIMEOUT:-$DEFAULT_TIMEOUT}
+  max_upload_bytes=${MAX_UPLOAD_BYTES:-}
+  max_input_pixels=${MAX_INPUT_PIXELS:-}
+  infer_threads=${INFER_THREADS:-}
+}
+
+# serving_option ARG...: reads one of the sizing flags (setting OPTION_SHIFT),
+# or returns 1 when ARG is none of them.
+serving_option() {
+  case $1 in
+    --model | --model=*) option_value "$@" && model=$OPTION_VALUE ;;
+    --memory | --memory=*) option_value "$@" && memory=$OPTION_VALUE ;;
+    --cpu | --cpu=*) option_value "$@" && cpu=$OPTION_VALUE ;;
+    --min-instances | --min-instances=*) option_value "$@" && min_instances=$OPTION_VALUE ;;
+    --max-instances | --max-instances=*) option_value "$@" && max_instances=$OPTION_VALUE ;;
+    --concurrency | --concurrency=*) option_value "$@" && concurrency=$OPTION_VALUE ;;
+    --timeout | --timeout=*) option_value "$@" && timeout=$OPTION_VALUE ;;
+    --max-upload-bytes | --max-upload-bytes=*) option_value "$@" && max_upload_bytes=$OPTION_VALUE ;;
+    --max-input-pixels | --max-input-pixels=*) option_value "$@" && max_input_pixels=$OPTION_VALUE ;;
+    --infer-threads | --infer-threads=*) option_value "$@" && infer_threads=$OPTION_VALUE ;;
+    *) return 1 ;;
+  esac
+}
+
 # check_model: `model` must be in the registry; an empty `memory` becomes the
 # one measured for it, and a model never measured needs --memory.
 check_model() {
@@ -56,6 +92,22 @@ check_model() {
     memory=${MODEL_MEMORY[$model]:-}
     [[ -n $memory ]] || die "no measured memory for model $model: pass --memory (measure its peak RSS with bench/ first)"
   fi
+}
+
+# check_serving_settings FUNCTION MAX_TIMEOUT: the model, the numbers, then the tier.
+check_serving_settings() {
+  check_model
+  check_integer min_instances 'min instances' 0 1000
+  check_integer max_instances 'max instances' 1 1000
+  ((min_instances <= max_instances)) ||
+    die "min instances ($min_instances) must not exceed max instances ($max_instances)"
+  check_integer concurrency concurrency 1 1000
+  timeout=${timeout%s}
+  # The service needs some of the timeout to answer its own 504 before the platform cuts it off.
+  check_integer timeout 'timeout (seconds)' 10 "$2"
+  [[ -z $max_upload_bytes ]] || check_integer max_upload_bytes MAX_UPLOAD_BYTES 1 999999999999
+  [[ -z $max_input_pixels ]] || check_integer max_input_pixels MAX_INPUT_PIXELS 1 999999999999
+  check_serving_tier "$1" "$concurrency"
 }
 
 # check_serving_tier FUNCTION CONCURRENCY: Cloud Run's rules for `memory` and
@@ -79,7 +131,7 @@ check_serving_tier() {
 }
 
 # serving_env_entries TIMEOUT: sets ENV_ENTRIES to what every function holding
-# the model runs with. glibc reads MALLOC_ARENA_MAX when the process starts,
+# the model runs with, the limits among them when given. glibc reads MALLOC_ARENA_MAX when the process starts,
 # so it has to be in the runtime environment; the code cannot set it. Two
 # malloc arenas instead of one per allocating thread (main, inference worker,
 # libvips) lower the peak RSS with several removals in flight by about 50-80
@@ -91,6 +143,8 @@ serving_env_entries() {
     "MODEL=$model" "INFER_THREADS=$infer_threads"
     "REQUEST_TIMEOUT_MS=$((($1 - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000))" MALLOC_ARENA_MAX=2 "MEMORY_LIMIT_MB=$SERVING_MIB"
   )
+  [[ -z $max_upload_bytes ]] || ENV_ENTRIES+=("MAX_UPLOAD_BYTES=$max_upload_bytes")
+  [[ -z $max_input_pixels ]] || ENV_ENTRIES+=("MAX_INPUT_PIXELS=$max_input_pixels")
 }
 
 # env_var_list VAR ENTRY...: VAR becomes --set-env-vars' value. A value with a
