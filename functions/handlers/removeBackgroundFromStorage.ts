@@ -180,7 +180,7 @@ function claim(existing: StoredObject | null, event: ObjectEvent): Claim {
 }
 
 /** Only an answer the API gives as 4xx other than 429 is the input's own fault; the rest may pass when delivered again. */
-export function isPermanent(error: unknown): boolean {
+function isPermanent(error: unknown): boolean {
   const { status } = toErrorResponse(error);
   return status >= 400 && status < 500 && status !== 429;
 }
