@@ -6,6 +6,7 @@ import { type Admission, createAdmission } from './handlers/admission';
 import { HEALTH_METHODS, healthHandler } from './handlers/health';
 import { modelsHandler } from './handlers/models';
 import { REMOVAL_METHODS, removeBackgroundHandler } from './handlers/removeBackground';
+import { type CloudEventHandler, removeBackgroundFromStorageHandler, unconfiguredStorageHandler } from './handlers/removeBackgroundFromStorage';
 import { createWarmups, WARMUP_METHODS, warmupHandler } from './handlers/warmup';
 import { type HttpHandler, type HttpRequest, withRequestLog } from './http';
 import { Logger } from './log';
@@ -22,6 +23,8 @@ export interface Services {
   logger: Logger;
   /** `models` is served by the local server only; the deployed functions are the other three. */
   handlers: { health: HttpHandler; warmup: HttpHandler; removeBackground: HttpHandler; models: HttpHandler };
+  /** The CloudEvent function, on the same holder, admission and mask cache. */
+  events: { removeBackgroundFromStorage: CloudEventHandler };
 }
 
 /**
@@ -37,6 +40,8 @@ export function createServices(config: Config, loader?: ModelLoader, logger?: Lo
   const admission = createAdmission(config);
   const maskCache = config.maskCacheBytes > 0 ? new MaskCache(config.maskCacheBytes) : undefined;
   const deps = { config, holder, maskCache, admission, warmups: createWarmups(holder, admission), version: packageVersion(), startedAt: Date.now() };
+  // Made now, so that a bad STORAGE_OPTIONS stops start-up rather than the first event.
+  const storageEvents = config.storage ? removeBackgroundFromStorageHandler(deps, config.storage, log, now) : unconfiguredStorageHandler();
   const gate = createCallerGate(config, now);
   const limiter = config.rateLimitPerMinute === undefined ? undefined : createRateLimiter(config.rateLimitPerMinute, now);
   /** `isWarmup` says which of a function's requests only warm the model, which a scheduler's token may send; undefined: no caller check. */
@@ -56,5 +61,6 @@ export function createServices(config: Config, loader?: ModelLoader, logger?: Lo
       // The demo page's model picker, on the local server only: no caller check, like health it reveals no more than the registry.
       models: serve(['GET', 'HEAD'], modelsHandler(deps)),
     },
+    events: { removeBackgroundFromStorage: storageEvents },
   };
 }

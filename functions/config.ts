@@ -76,6 +76,38 @@ export interface Config {
   logLevel: LogLevel;
   /** Makes log lines carry Cloud Trace ids; Cloud Run sets it. */
   project: string | undefined;
+  /** The settings of removeBackgroundFromStorage; undefined where none is given, as the HTTP functions run. */
+  storage: StorageSettings | undefined;
+}
+
+/** The CloudEvent function's name: its settings are required where it is the target the instance serves. */
+export const STORAGE_FUNCTION = 'removeBackgroundFromStorage';
+
+/**
+ * removeBackgroundFromStorage's settings. Names are compared as GCS compares
+ * them, byte for byte: a prefix is a plain string prefix, so `out` also covers
+ * `outdoor.jpg`; end a prefix with `/` to mean a folder.
+ */
+export interface StorageSettings {
+  /** INPUT_BUCKET: the bucket the trigger watches (the deploy's bucket filter); events of another bucket are skipped. */
+  inputBucket: string;
+  /** INPUT_PREFIX: only objects whose names start with it are processed; empty for the whole bucket. */
+  inputPrefix: string;
+  outputBucket: string;
+  /** OUTPUT_PREFIX: put before each input's name to make its output's. */
+  outputPrefix: string;
+  /**
+   * STORAGE_OPTIONS as given: the HTTP API's parameters as a query string. Its
+   * values are checked by the API's own parser, which sits above this module,
+   * when the services are created (app.ts), so that a bad one still stops start-up.
+   */
+  options: string;
+  /** MAX_EVENT_AGE: past it an event is refused (the error sidecar is written) rather than retried. */
+  maxEventAgeMs: number;
+  /** STORAGE_RETRIES: the client library's own retries of one call; past them the event fails and Eventarc redelivers it. */
+  retries: number;
+  /** Test-only: http://127.0.0.1:PORT of a local stand-in for the Cloud Storage JSON API. */
+  endpointForTests: string | undefined;
 }
 
 /**
@@ -308,6 +340,7 @@ function testSetting(env: Env, name: string, problems: string[]): string | undef
 
 const LOOPBACK_SETTING = 'DETOURAGE_TEST_ALLOW_LOOPBACK_URLS';
 const KEY_SERVER_SETTING = 'DETOURAGE_TEST_KEY_SERVER';
+const STORAGE_ENDPOINT_SETTING = 'DETOURAGE_TEST_STORAGE_ENDPOINT';
 
 function loopbackForTests(env: Env, problems: string[]): boolean {
   const raw = testSetting(env, LOOPBACK_SETTING, problems);
@@ -315,10 +348,11 @@ function loopbackForTests(env: Env, problems: string[]): boolean {
   return raw === '1';
 }
 
-function keyServerForTests(env: Env, problems: string[]): string | undefined {
-  const raw = testSetting(env, KEY_SERVER_SETTING, problems);
+/** A test-only stand-in server: loopback only, so a test can never reach Google, nor a deployment be pointed elsewhere. */
+function loopbackServerForTests(env: Env, name: string, problems: string[]): string | undefined {
+  const raw = testSetting(env, name, problems);
   if (raw === undefined) return undefined;
-  if (!/^http:\/\/(127\.0\.0\.1|localhost):\d+$/.test(raw)) problems.push(`${KEY_SERVER_SETTING} must be http://127.0.0.1:PORT, got ${JSON.stringify(raw)}`);
+  if (!/^http:\/\/(127\.0\.0\.1|localhost):\d+$/.test(raw)) problems.push(`${name} must be http://127.0.0.1:PORT, got ${JSON.stringify(raw)}`);
   return raw;
 }
 
@@ -341,6 +375,96 @@ function previewSetting(env: Env, allowedModels: readonly string[], problems: st
   if (!known) problems.push(`PREVIEW_MODEL must be ${PREVIEW_MODEL_SETTINGS.join(' or ')}, got ${JSON.stringify(env.PREVIEW_MODEL)}`);
   const previewModel = known ? (raw as PreviewModelSetting) : DEFAULT_PREVIEW_MODEL;
   return { previewModel, companions: previewCompanions({ allowedModels, previewModel }) };
+}
+
+/**
+ * Cloud Storage's rule for bucket names: 3 to 63 lower-case letters, digits,
+ * `-`, `_` and `.` (up to 222 with dots), starting and ending with a letter or digit.
+ */
+const BUCKET_PATTERN = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
+/** An object name is at most 1,024 bytes of UTF-8 and holds no line break, so neither may a prefix. */
+const MAX_OBJECT_NAME_BYTES = 1024;
+
+const DEFAULT_MAX_EVENT_AGE_SECONDS = 3600;
+/** Eventarc keeps retrying for 24 hours (some of Google's pages say 7 days), so a longer age would never be reached. */
+const MAX_EVENT_AGE_LIMIT_SECONDS = 7 * 24 * 3600;
+/** One retry of a failed call inside the instance costs seconds; Eventarc's redelivery costs 10 s or more, and the whole event again. */
+const DEFAULT_STORAGE_RETRIES = 2;
+
+/** Every setting that only removeBackgroundFromStorage reads: given any of them, the two buckets are required. */
+const STORAGE_SETTINGS = ['INPUT_BUCKET', 'INPUT_PREFIX', 'OUTPUT_BUCKET', 'OUTPUT_PREFIX', 'STORAGE_OPTIONS', 'MAX_EVENT_AGE', 'STORAGE_RETRIES', STORAGE_ENDPOINT_SETTING];
+
+function bucketSetting(env: Env, name: string, problems: string[]): string {
+  const bucket = env[name]?.trim() ?? '';
+  if (bucket === '') problems.push(`${STORAGE_FUNCTION} needs ${name}: the name of a bucket`);
+  else if (!BUCKET_PATTERN.test(bucket)) {
+    problems.push(`${name} must be a bucket's name (lower-case letters, digits, - _ and ., without gs://), got ${JSON.stringify(bucket)}`);
+  }
+  return bucket;
+}
+
+/** Kept as given, untrimmed: a prefix is compared byte for byte. */
+function prefixSetting(env: Env, name: string, problems: string[]): string {
+  const prefix = env[name] ?? '';
+  if (/[\r\n]/.test(prefix) || Buffer.byteLength(prefix) >= MAX_OBJECT_NAME_BYTES) {
+    problems.push(`${name} must be the start of an object name: no line break, under ${MAX_OBJECT_NAME_BYTES} bytes`);
+  }
+  return prefix;
+}
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600 };
+
+/** Whole seconds, or a number with s, m or h: `3600`, `90m`, `1h`. */
+function durationSetting(env: Env, name: string, fallbackSeconds: number, maxSeconds: number, problems: string[]): number {
+  const raw = env[name]?.trim();
+  if (!raw) return fallbackSeconds * 1000;
+  const match = /^(\d{1,9})\s*([smh]?)$/i.exec(raw);
+  const seconds = match ? Number(match[1]) * DURATION_UNITS[match[2]!.toLowerCase() || 's']! : Number.NaN;
+  if (!(seconds >= 60 && seconds <= maxSeconds)) {
+    problems.push(`${name} must be a duration from 60 s to ${maxSeconds / 3600} h, such as 3600, 90m or 1h, got ${JSON.stringify(raw)}`);
+    return fallbackSeconds * 1000;
+  }
+  return seconds * 1000;
+}
+
+/**
+ * The loop guard. Every output's name starts with OUTPUT_PREFIX and every
+ * processed input's with INPUT_PREFIX, so an output can set off another
+ * removal only when the two buckets are one and some name could start with
+ * both prefixes. In one bucket the prefixes must therefore be disjoint: both
+ * non-empty, and neither the start of the other.
+ */
+function loopProblem(settings: Pick<StorageSettings, 'inputBucket' | 'inputPrefix' | 'outputBucket' | 'outputPrefix'>): string | undefined {
+  const { inputBucket, inputPrefix, outputBucket, outputPrefix } = settings;
+  if (inputBucket !== outputBucket) return undefined;
+  if (inputPrefix !== '' && outputPrefix !== '' && !inputPrefix.startsWith(outputPrefix) && !outputPrefix.startsWith(inputPrefix)) return undefined;
+  return (
+    `OUTPUT_BUCKET is the trigger's bucket (INPUT_BUCKET ${inputBucket}), and INPUT_PREFIX ${JSON.stringify(inputPrefix)} and OUTPUT_PREFIX ${JSON.stringify(outputPrefix)} ` +
+    'would let outputs trigger removals of their own: use another output bucket, or two prefixes of which neither starts the other (such as uploads/ and cutouts/)'
+  );
+}
+
+/**
+ * removeBackgroundFromStorage's settings: undefined when none is given and the
+ * instance serves another function (FUNCTION_TARGET, which Cloud Run sets), so
+ * the HTTP functions start without them.
+ */
+function storageSettings(env: Env, problems: string[]): StorageSettings | undefined {
+  const given = STORAGE_SETTINGS.filter((name) => env[name]?.trim());
+  if (given.length === 0 && env.FUNCTION_TARGET?.trim() !== STORAGE_FUNCTION) return undefined;
+  const buckets = { inputBucket: bucketSetting(env, 'INPUT_BUCKET', problems), outputBucket: bucketSetting(env, 'OUTPUT_BUCKET', problems) };
+  const settings: StorageSettings = {
+    ...buckets,
+    inputPrefix: prefixSetting(env, 'INPUT_PREFIX', problems),
+    outputPrefix: prefixSetting(env, 'OUTPUT_PREFIX', problems),
+    options: env.STORAGE_OPTIONS?.trim() ?? '',
+    maxEventAgeMs: durationSetting(env, 'MAX_EVENT_AGE', DEFAULT_MAX_EVENT_AGE_SECONDS, MAX_EVENT_AGE_LIMIT_SECONDS, problems),
+    retries: integerSetting(env, 'STORAGE_RETRIES', DEFAULT_STORAGE_RETRIES, problems, 10, 0),
+    endpointForTests: loopbackServerForTests(env, STORAGE_ENDPOINT_SETTING, problems),
+  };
+  const loop = buckets.inputBucket && buckets.outputBucket ? loopProblem(settings) : undefined;
+  if (loop) problems.push(loop);
+  return Object.freeze(settings);
 }
 
 /** Reads and validates every setting at once, so start-up names all problems together. */
@@ -421,11 +545,12 @@ export function loadConfig(env: Env = process.env, readText: ReadText = readText
     apiKeys: Object.freeze(apiKeyHashes(env, auth, problems)),
     firebaseProjectId: firebaseProjectId(env, auth, problems),
     warmupServiceAccounts: Object.freeze(warmupServiceAccounts(env, auth, problems)),
-    keyServerForTests: keyServerForTests(env, problems),
+    keyServerForTests: loopbackServerForTests(env, KEY_SERVER_SETTING, problems),
     rateLimitPerMinute: rateLimit(env, auth, problems),
     corsOrigins: Object.freeze(corsOrigins(env, problems)),
     logLevel,
     project: env.GOOGLE_CLOUD_PROJECT?.trim() || undefined,
+    storage: storageSettings(env, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

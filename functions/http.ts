@@ -42,24 +42,21 @@ export function allowMethods(allowed: readonly string[], handler: HttpHandler): 
 }
 
 /**
- * Races `work` against the request's deadline and the client leaving. The
- * caller answers as soon as either happens; `work` sees the aborted signal and
- * stops at its next stage boundary.
+ * Races `work` against a deadline and whatever else `watch` may abort it for.
+ * The caller goes on as soon as either happens; `work` sees the aborted signal
+ * and stops at its next stage boundary. `watch` returns its own undoing.
  */
-export async function withRequestDeadline<T>(
-  response: HttpResponse,
+export async function withDeadline<T>(
   timeoutMs: number,
   work: (signal: AbortSignal) => Promise<T>,
+  watch: (controller: AbortController) => () => void = () => () => undefined,
 ): Promise<T> {
   const controller = new AbortController();
   const timer = setTimeout(
     () => controller.abort(new ApiError('timeout', `The request took longer than ${timeoutMs} ms and was stopped.`)),
     timeoutMs,
   );
-  const onClose = (): void => {
-    if (!response.writableFinished) controller.abort(new ApiError('client_closed', 'The client closed the connection.'));
-  };
-  response.on('close', onClose);
+  const unwatch = watch(controller);
   const aborted = new Promise<never>((_resolve, reject) => {
     controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true });
   });
@@ -71,8 +68,19 @@ export async function withRequestDeadline<T>(
     return await Promise.race([working, aborted]);
   } finally {
     clearTimeout(timer);
-    response.off('close', onClose);
+    unwatch();
   }
+}
+
+/** The request's deadline, and the client leaving. */
+export function withRequestDeadline<T>(response: HttpResponse, timeoutMs: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  return withDeadline(timeoutMs, work, (controller) => {
+    const onClose = (): void => {
+      if (!response.writableFinished) controller.abort(new ApiError('client_closed', 'The client closed the connection.'));
+    };
+    response.on('close', onClose);
+    return () => response.off('close', onClose);
+  });
 }
 
 /**

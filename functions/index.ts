@@ -1,11 +1,12 @@
 /**
  * The functions framework's entry (package.json `main`). Every deployed
  * function loads this module, so it imports nothing heavy: onnxruntime and
- * sharp are loaded on first use by the removal path only.
+ * sharp are loaded on first use by the removal path only, and
+ * @google-cloud/storage by the storage function's first event.
  */
-import { http } from '@google-cloud/functions-framework';
+import { cloudEvent, http } from '@google-cloud/functions-framework';
 import { createServices } from './app';
-import { loadConfig } from './config';
+import { loadConfig, STORAGE_FUNCTION } from './config';
 
 /** The lazy model holder inside is the only module-level state. */
 export const detourage = createServices(loadConfig());
@@ -13,3 +14,4 @@ export const detourage = createServices(loadConfig());
 http('health', detourage.handlers.health);
 http('warmup', detourage.handlers.warmup);
 http('removeBackground', detourage.handlers.removeBackground);
+cloudEvent(STORAGE_FUNCTION, detourage.events.removeBackgroundFromStorage);

@@ -4,22 +4,12 @@
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/serving.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/serving.sh"
 
-RUNTIME=nodejs22
-
-# Sizing of removeBackground, and of warmup, which loads the same model.
+# Sizing of removeBackground, and of warmup, which loads the same model: the
+# memory per model and the CPUs are lib/serving.sh's.
 #
-# Memory per model, from the peak RSS (VmHWM) of one 1024² inference measured
-# with bench/ on 2 cores:
-#   isnet-fp32   ~1.0-1.1 GB, ~1.15-1.3 GB with 4 12 MP images in flight -> 2Gi
-#   isnet-fp16   ~1.25 GB -> 2Gi
-#   isnet-uint8  ~0.95 GB -> 2Gi: 1Gi would leave no room for the upload, the
-#                decoded image and its resized copies beside the model.
-# The URL models have not been measured, so they get no default: pass --memory.
-declare -A MODEL_MEMORY=([isnet-fp32]=2Gi [isnet-fp16]=2Gi [isnet-uint8]=2Gi)
-# Cloud Run gives 2Gi only 1 CPU unless told otherwise; onnxruntime's intra-op
-# threads make an inference close to twice as fast on 2.
-DEFAULT_CPU=2
 # A cold instance pays the Node start and the model load (seconds) before its
 # first removal; one instance kept up avoids that for steady light traffic.
 DEFAULT_MIN_INSTANCES=1
@@ -32,7 +22,6 @@ DEFAULT_MAX_INSTANCES=10
 DEFAULT_CONCURRENCY=4
 # Cloud Functions' default; the service answers its own 504 a little earlier.
 DEFAULT_TIMEOUT=60
-REQUEST_DEADLINE_MARGIN_SECONDS=5
 # warmup exists for explicit checks; the scheduled warmup goes to removeBackground.
 WARMUP_MIN_INSTANCES=0
 WARMUP_MAX_INSTANCES=1
@@ -118,35 +107,9 @@ removeBackground's tier with no instance kept up.
 EOF
 }
 
-model_memory_table() {
-  local name text=''
-  for name in "${!MODEL_MEMORY[@]}"; do
-    text+="${text:+, }$name ${MODEL_MEMORY[$name]}"
-  done
-  printf '%s' "$text"
-}
+read_registry
 
-# The registry is the one place model names and the default are written.
-command -v node >/dev/null 2>&1 || fail "node is needed to read models/registry.json"
-mapfile -t REGISTRY < <(node -e '
-  const registry = require(process.argv[1]);
-  console.log(registry.default);
-  for (const model of registry.models) console.log(model.name);
-' "$REPO_ROOT/models/registry.json")
-((${#REGISTRY[@]} > 1)) || fail "could not read the models from models/registry.json"
-REGISTRY_DEFAULT=${REGISTRY[0]}
-REGISTRY_MODELS=("${REGISTRY[@]:1}")
-
-model=${MODEL:-$REGISTRY_DEFAULT}
-memory=${MEMORY:-}
-cpu=${CPU:-$DEFAULT_CPU}
-min_instances=${MIN_INSTANCES:-$DEFAULT_MIN_INSTANCES}
-max_instances=${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}
-concurrency=${CONCURRENCY:-$DEFAULT_CONCURRENCY}
-timeout=${TIMEOUT:-$DEFAULT_TIMEOUT}
-max_upload_bytes=${MAX_UPLOAD_BYTES:-}
-max_input_pixels=${MAX_INPUT_PIXELS:-}
-infer_threads=${INFER_THREADS:-}
+serving_settings
 parse_boolean allow_unauthenticated ALLOW_UNAUTHENTICATED "${ALLOW_UNAUTHENTICATED:-false}"
 auth=${AUTH:-iam}
 api_key_secret=${API_KEY_SECRET:-$DEFAULT_API_KEY_SECRET}
@@ -161,16 +124,6 @@ warmup_default=true
 while (($#)); do
   OPTION_SHIFT=1
   case $1 in
-    --model | --model=*) option_value "$@" && model=$OPTION_VALUE ;;
-    --memory | --memory=*) option_value "$@" && memory=$OPTION_VALUE ;;
-    --cpu | --cpu=*) option_value "$@" && cpu=$OPTION_VALUE ;;
-    --min-instances | --min-instances=*) option_value "$@" && min_instances=$OPTION_VALUE ;;
-    --max-instances | --max-instances=*) option_value "$@" && max_instances=$OPTION_VALUE ;;
-    --concurrency | --concurrency=*) option_value "$@" && concurrency=$OPTION_VALUE ;;
-    --timeout | --timeout=*) option_value "$@" && timeout=$OPTION_VALUE ;;
-    --max-upload-bytes | --max-upload-bytes=*) option_value "$@" && max_upload_bytes=$OPTION_VALUE ;;
-    --max-input-pixels | --max-input-pixels=*) option_value "$@" && max_input_pixels=$OPTION_VALUE ;;
-    --infer-threads | --infer-threads=*) option_value "$@" && infer_threads=$OPTION_VALUE ;;
     --auth | --auth=*) option_value "$@" && auth=$OPTION_VALUE ;;
     --api-key-secret | --api-key-secret=*) option_value "$@" && api_key_secret=$OPTION_VALUE ;;
     --service-account | --service-account=*) option_value "$@" && service_account=$OPTION_VALUE ;;
@@ -183,41 +136,13 @@ while (($#)); do
     --no-warmup-service-account) warmup_service_accounts='' warmup_default=false ;;
     --allow-unauthenticated) allow_unauthenticated=true ;;
     --no-allow-unauthenticated) allow_unauthenticated=false ;;
-    *) common_option "$@" ;;
+    *) serving_option "$@" || common_option "$@" ;;
   esac
   shift "$OPTION_SHIFT"
 done
 
 check_project_and_region
-[[ " ${REGISTRY_MODELS[*]} " == *" $model "* ]] ||
-  die "unknown model '$model' (models/registry.json has: ${REGISTRY_MODELS[*]})"
-if [[ -z $memory ]]; then
-  memory=${MODEL_MEMORY[$model]:-}
-  [[ -n $memory ]] || die "no measured memory for model $model: pass --memory (measure its peak RSS with bench/ first)"
-fi
-check_integer min_instances 'min instances' 0 1000
-check_integer max_instances 'max instances' 1 1000
-((min_instances <= max_instances)) ||
-  die "min instances ($min_instances) must not exceed max instances ($max_instances)"
-check_integer concurrency concurrency 1 1000
-timeout=${timeout%s}
-# The service needs some of the timeout to answer its own 504 before the platform cuts it off.
-check_integer timeout 'timeout (seconds)' 10 3600
-[[ -z $max_upload_bytes ]] || check_integer max_upload_bytes MAX_UPLOAD_BYTES 1 999999999999
-[[ -z $max_input_pixels ]] || check_integer max_input_pixels MAX_INPUT_PIXELS 1 999999999999
-check_tier "$SERVING_FUNCTION" "$memory" "$cpu" "$concurrency"
-serving_mib=$MEMORY_MIB
-if [[ -n ${MODEL_MEMORY[$model]:-} ]]; then
-  memory_mib "recommended memory" "${MODEL_MEMORY[$model]}"
-  ((serving_mib >= MEMORY_MIB)) ||
-    note "warning: $memory is below the ${MODEL_MEMORY[$model]} measured to hold $model and one image; expect out-of-memory restarts"
-fi
-if [[ -z $infer_threads ]]; then
-  cpu_millis CPU "$cpu"
-  # The process may see the host's cores rather than the CPUs it is allotted.
-  infer_threads=$(((CPU_MILLIS + 999) / 1000))
-fi
-check_integer infer_threads INFER_THREADS 1 64
+check_serving_settings "$SERVING_FUNCTION" 3600
 check_tier health "$HEALTH_MEMORY" "$HEALTH_CPU" "$HEALTH_CONCURRENCY"
 
 auth=${auth// /}
@@ -286,34 +211,16 @@ else
   protected_auth_flag=--allow-unauthenticated
 fi
 
-# glibc reads MALLOC_ARENA_MAX when the process starts, so it has to be in the
-# runtime environment; the code cannot set it. Two malloc arenas instead of one
-# per allocating thread (main, inference worker, libvips) lower the peak RSS
-# with several removals in flight by about 50-80 MiB (bench/NOTES.md).
-# MEMORY_LIMIT_MB is --memory in MiB: admission budgets requests against it,
-# since Cloud Run may not show the container's limit in the cgroup files.
-# health gets the same figure; it never reserves memory.
-env_entries=(
-  "AUTH=$auth" "MODEL=$model" "INFER_THREADS=$infer_threads"
-  "REQUEST_TIMEOUT_MS=$(((timeout - REQUEST_DEADLINE_MARGIN_SECONDS) * 1000))" MALLOC_ARENA_MAX=2 "MEMORY_LIMIT_MB=$serving_mib"
-)
-[[ -z $max_upload_bytes ]] || env_entries+=("MAX_UPLOAD_BYTES=$max_upload_bytes")
-[[ -z $max_input_pixels ]] || env_entries+=("MAX_INPUT_PIXELS=$max_input_pixels")
+# health gets the serving functions' environment too; it never reserves memory.
+serving_env_entries "$timeout"
+env_entries=("AUTH=$auth" "${ENV_ENTRIES[@]}")
 [[ -z $cors_origins ]] || env_entries+=("CORS_ORIGINS=$cors_origins")
 [[ -z $rate_limit_per_minute ]] || env_entries+=("RATE_LIMIT_PER_MINUTE=$rate_limit_per_minute")
 [[ -z $firebase_project ]] || env_entries+=("FIREBASE_PROJECT_ID=$firebase_project")
 [[ -z $warmup_service_accounts ]] || env_entries+=("WARMUP_SERVICE_ACCOUNTS=$warmup_service_accounts")
-# A value with a comma (AUTH=iam,api-key, CORS_ORIGINS, WARMUP_SERVICE_ACCOUNTS) needs gcloud's other
-# delimiter (gcloud topic escaping): ^;^ before the list, ; between its entries.
-if [[ "${env_entries[*]}" == *,* ]]; then
-  env_vars=$(IFS=';' && printf '^;^%s' "${env_entries[*]}")
-else
-  env_vars=$(IFS=',' && printf '%s' "${env_entries[*]}")
-fi
-# gcp-build fetches the model named by MODEL into the image, so the build must
-# see the same MODEL as the runtime. onnxruntime-node's install script would
-# otherwise download CUDA binaries (.npmrc says the same).
-build_env_vars="MODEL=$model,ONNXRUNTIME_NODE_INSTALL=skip"
+env_vars=''
+env_var_list env_vars "${env_entries[@]}"
+serving_build_env_vars
 # Always one of the two: with neither, gcloud asks on a new function and leaves
 # an existing one as it was, so a function once made public would stay public.
 if $allow_unauthenticated; then
@@ -339,7 +246,7 @@ deploy_function() {
   run gcloud functions deploy "$1" --project="$PROJECT" --gen2 --region="$REGION" \
     --runtime="$RUNTIME" --source="$REPO_ROOT" --entry-point="$1" --trigger-http "$2" \
     --memory="$3" --cpu="$4" --min-instances="$5" --max-instances="$6" --concurrency="$7" \
-    --timeout="${timeout}s" --set-env-vars="$env_vars" --set-build-env-vars="$build_env_vars" "${runtime_flags[@]}"
+    --timeout="${timeout}s" --set-env-vars="$env_vars" --set-build-env-vars="$BUILD_ENV_VARS" "${runtime_flags[@]}"
 }
 
 if auth_has api-key; then
@@ -348,9 +255,7 @@ if auth_has api-key; then
   if [[ -n $service_account ]]; then
     runtime_account=$service_account
   else
-    project_number=''
-    capture project_number gcloud projects describe "$PROJECT" --format='value(projectNumber)'
-    runtime_account=$project_number-compute@developer.gserviceaccount.com
+    default_compute_account runtime_account
   fi
   run gcloud secrets add-iam-policy-binding "$api_key_secret" --project="$PROJECT" \
     --member="serviceAccount:$runtime_account" --role="$SECRET_ACCESSOR_ROLE"

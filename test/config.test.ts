@@ -108,6 +108,8 @@ test('every variable is read', () => {
       corsOrigins: ['https://app.example.com', 'http://localhost:5173'],
       logLevel: 'warning',
       project: 'my-project',
+      // removeBackgroundFromStorage's settings, read by test/storage.test.ts.
+      storage: undefined,
     },
   );
 });

@@ -16,7 +16,7 @@ const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'detourage-deploy-test-'));
 let runs = 0;
 after(() => fs.rmSync(logDir, { recursive: true, force: true }));
 
-type Script = 'deploy.sh' | 'schedule-warmup.sh' | 'teardown.sh';
+type Script = 'deploy.sh' | 'deploy-storage.sh' | 'schedule-warmup.sh' | 'teardown.sh';
 type Env = Record<string, string>;
 
 interface Run {
@@ -557,6 +557,139 @@ describe('deploy.sh', () => {
   }
 });
 
+describe('deploy-storage.sh', () => {
+  const buckets = ['--input-bucket=shop-photos', '--output-bucket=shop-cutouts'];
+  const compute = '123456789012-compute@developer.gserviceaccount.com';
+
+  test('grants what the trigger and the function need, then deploys the function on the bucket\'s finalized events with --retry', () => {
+    const run = runScript('deploy-storage.sh', [`--project=${PROJECT}`, ...buckets, '--output-prefix=cutouts/', '--storage-options=format=webp&crop=true']);
+    assertSucceeded(run);
+    assert.deepEqual(run.calls, [
+      ['projects', 'describe', PROJECT, '--format=value(projectNumber)'],
+      ['storage', 'buckets', 'describe', 'gs://shop-photos', `--project=${PROJECT}`, '--format=value(location)'],
+      ['storage', 'service-agent', `--project=${PROJECT}`],
+      ['projects', 'add-iam-policy-binding', PROJECT, '--member=serviceAccount:service-123456789012@gs-project-accounts.iam.gserviceaccount.com', '--role=roles/pubsub.publisher'],
+      ['projects', 'add-iam-policy-binding', PROJECT, `--member=serviceAccount:${compute}`, '--role=roles/eventarc.eventReceiver'],
+      ['storage', 'buckets', 'add-iam-policy-binding', 'gs://shop-photos', `--member=serviceAccount:${compute}`, '--role=roles/storage.objectViewer'],
+      ['storage', 'buckets', 'add-iam-policy-binding', 'gs://shop-cutouts', `--member=serviceAccount:${compute}`, '--role=roles/storage.objectUser'],
+      [
+        'functions', 'deploy', 'removeBackgroundFromStorage', `--project=${PROJECT}`, '--gen2', '--region=us-central1', '--runtime=nodejs22',
+        `--source=${PROJECT_ROOT}`, '--entry-point=removeBackgroundFromStorage',
+        '--trigger-event-filters=type=google.cloud.storage.object.v1.finalized', '--trigger-event-filters=bucket=shop-photos',
+        // The bucket's location, in the lower case Eventarc names locations in.
+        '--trigger-location=europe-west1', `--trigger-service-account=${compute}`, '--retry',
+        '--memory=2Gi', '--cpu=2', '--min-instances=0', '--max-instances=10', '--concurrency=2', '--timeout=120s',
+        '--set-env-vars=MODEL=isnet-fp32,INFER_THREADS=2,REQUEST_TIMEOUT_MS=115000,MALLOC_ARENA_MAX=2,MEMORY_LIMIT_MB=2048,' +
+          'INPUT_BUCKET=shop-photos,OUTPUT_BUCKET=shop-cutouts,OUTPUT_PREFIX=cutouts/,STORAGE_OPTIONS=format=webp&crop=true',
+        '--set-build-env-vars=MODEL=isnet-fp32,ONNXRUNTIME_NODE_INSTALL=skip',
+      ],
+      ['functions', 'add-invoker-policy-binding', 'removeBackgroundFromStorage', `--project=${PROJECT}`, '--region=us-central1', `--member=serviceAccount:${compute}`],
+    ]);
+    assert.ok(run.stderr.includes('start a batch with: gcloud storage cp -r ./photos gs://shop-photos/'), run.stderr);
+  });
+
+  test('reads its settings from the environment, and flags win over them', () => {
+    const runner = `runner@${PROJECT}.iam.gserviceaccount.com`;
+    const trigger = `trigger@${PROJECT}.iam.gserviceaccount.com`;
+    const run = runScript('deploy-storage.sh', ['--region', 'europe-west4', '--cpu=4', '--trigger-location=eu', `--trigger-service-account=${trigger}`], {
+      PROJECT,
+      REGION: 'us-east1',
+      INPUT_BUCKET: 'shop-photos',
+      INPUT_PREFIX: 'uploads/',
+      OUTPUT_BUCKET: 'shop-photos',
+      OUTPUT_PREFIX: 'cutouts/',
+      STORAGE_OPTIONS: 'roi=0% 0% 50% 50%,format=png',
+      MAX_EVENT_AGE: '30m',
+      SERVICE_ACCOUNT: runner,
+      MEMORY: '4Gi',
+      CPU: '2',
+      MAX_INSTANCES: '50',
+      CONCURRENCY: '1',
+      TIMEOUT: '300',
+      MAX_UPLOAD_BYTES: '30000000',
+    });
+    assertSucceeded(run);
+    // The accounts are given and the location too: nothing to look up; one bucket gets one grant.
+    assert.deepEqual(run.calls.map((call) => call.slice(0, 3).join(' ')), [
+      'storage service-agent --project=detourage-test',
+      'projects add-iam-policy-binding detourage-test',
+      'projects add-iam-policy-binding detourage-test',
+      'storage buckets add-iam-policy-binding',
+      'functions deploy removeBackgroundFromStorage',
+      'functions add-invoker-policy-binding removeBackgroundFromStorage',
+    ]);
+    assert.equal(flagsOf(run.calls[2]!).get('--member'), `serviceAccount:${trigger}`);
+    assert.deepEqual(run.calls[3], ['storage', 'buckets', 'add-iam-policy-binding', 'gs://shop-photos', `--member=serviceAccount:${runner}`, '--role=roles/storage.objectUser']);
+    const deploy = run.calls[4]!;
+    const flags = flagsOf(deploy);
+    assert.deepEqual(
+      ['--region', '--trigger-location', '--trigger-service-account', '--service-account', '--memory', '--cpu', '--max-instances', '--concurrency', '--timeout'].map((name) => flags.get(name)),
+      ['europe-west4', 'eu', trigger, runner, '4Gi', '4', '50', '1', '300s'],
+    );
+    // A comma in STORAGE_OPTIONS needs gcloud's other delimiter.
+    assert.match(String(flags.get('--set-env-vars')), /^\^;\^MODEL=/);
+    assert.deepEqual(envVarsOf(deploy, '--set-env-vars'), {
+      MODEL: 'isnet-fp32',
+      INFER_THREADS: '4',
+      REQUEST_TIMEOUT_MS: '295000',
+      MALLOC_ARENA_MAX: '2',
+      MEMORY_LIMIT_MB: '4096',
+      INPUT_BUCKET: 'shop-photos',
+      OUTPUT_BUCKET: 'shop-photos',
+      INPUT_PREFIX: 'uploads/',
+      OUTPUT_PREFIX: 'cutouts/',
+      // envVarsOf splits each entry at its first two = signs.
+      STORAGE_OPTIONS: 'roi',
+      MAX_EVENT_AGE: '30m',
+      MAX_UPLOAD_BYTES: '30000000',
+    });
+    assert.ok(String(flags.get('--set-env-vars')).includes(';STORAGE_OPTIONS=roi=0% 0% 50% 50%,format=png;'));
+  });
+
+  test('--dry-run prints the lookups, the grants and the deploy, and a paste runs what the script runs', () => {
+    const args = [`--project=${PROJECT}`, ...buckets];
+    const dry = runScript('deploy-storage.sh', [...args, '--dry-run']);
+    assertSucceeded(dry);
+    assert.deepEqual(dry.calls, []);
+    const lines = dry.stdout.trimEnd().split('\n');
+    assert.deepEqual(lines.slice(0, 4), [
+      `project_number=$(gcloud projects describe ${PROJECT} --format='value(projectNumber)')`,
+      `trigger_location=$(gcloud storage buckets describe gs://shop-photos --project=${PROJECT} --format='value(location)')`,
+      'trigger_location=${trigger_location,,}',
+      `storage_agent=$(gcloud storage service-agent --project=${PROJECT})`,
+    ]);
+    for (const env of [{}, { FAKE_GCLOUD_PROJECT_NUMBER: '777', FAKE_GCLOUD_BUCKET_LOCATION: 'US' }] as Env[]) {
+      const pasted = runPrinted(dry.stdout, env);
+      assertSucceeded(pasted);
+      assert.deepEqual(pasted.calls, runScript('deploy-storage.sh', args, env).calls);
+    }
+  });
+
+  const badInput: { name: string; args: string[]; env?: Env; message: RegExp }[] = [
+    { name: 'no input bucket', args: ['--output-bucket=shop-cutouts'], message: /no input-bucket: pass --input-bucket=NAME/ },
+    { name: 'no output bucket', args: ['--input-bucket=shop-photos'], message: /no output-bucket/ },
+    { name: 'a gs:// URL for a bucket', args: ['--input-bucket=gs://shop-photos', '--output-bucket=shop-cutouts'], message: /invalid input-bucket: 'gs:\/\/shop-photos'/ },
+    { name: 'one bucket without prefixes', args: ['--input-bucket=shop', '--output-bucket=shop'], message: /would let outputs trigger removals of their own/ },
+    { name: 'one bucket, the output prefix inside the input prefix', args: ['--input-bucket=shop', '--output-bucket=shop', '--input-prefix=in/', '--output-prefix=in/out/'], message: /would let outputs trigger removals of their own/ },
+    { name: 'a semicolon in the options', args: [...buckets, '--storage-options=format=png;crop=true'], message: /--storage-options may hold no semicolon/ },
+    { name: 'a bad event age', args: [...buckets, '--max-event-age=1 day'], message: /--max-event-age must be a duration/ },
+    { name: 'a timeout over the event limit', args: [...buckets, '--timeout=600'], message: /timeout \(seconds\) must be between 10 and 540/ },
+    { name: 'an upper-case trigger location', args: [...buckets, '--trigger-location=EU'], message: /invalid trigger location: 'EU'/ },
+    { name: 'a bad trigger account', args: [...buckets, '--trigger-service-account=trigger'], message: /invalid trigger service account email: 'trigger'/ },
+    { name: 'an unknown model', args: [...buckets, '--model=u3net'], message: /unknown model 'u3net'/ },
+    { name: 'a fractional CPU with concurrency 2', args: [...buckets, '--cpu=0.5', '--memory=512Mi'], message: /below 1 CPU \(0\.5\) Cloud Run allows concurrency 1 only/ },
+  ];
+  for (const { name, args, env, message } of badInput) {
+    test(`refuses ${name} before running any gcloud command`, () => {
+      const run = runScript('deploy-storage.sh', args, { PROJECT, ...env });
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, message);
+      assert.match(run.stderr, /Run deploy-storage\.sh --help for usage/);
+      assert.deepEqual(run.calls, []);
+    });
+  }
+});
+
 describe('schedule-warmup.sh', () => {
   const base = [`--project=${PROJECT}`, `--service-account=${SERVICE_ACCOUNT}`];
 
@@ -686,7 +819,7 @@ describe('teardown.sh', () => {
     ];
   };
 
-  test('deletes the job, then the three functions', () => {
+  test('deletes the job, then the four functions', () => {
     const run = runScript('teardown.sh', [`--project=${PROJECT}`]);
     assertSucceeded(run);
     assert.deepEqual(run.calls, [
@@ -694,6 +827,8 @@ describe('teardown.sh', () => {
       ...describeAndDelete('functions', 'removeBackground'),
       ...describeAndDelete('functions', 'warmup'),
       ...describeAndDelete('functions', 'health'),
+      // Deleting the function deletes its Eventarc trigger; the grants deploy-storage.sh made stay.
+      ...describeAndDelete('functions', 'removeBackgroundFromStorage'),
     ]);
   });
 
@@ -705,6 +840,7 @@ describe('teardown.sh', () => {
       ...describeAndDelete('functions', 'removeBackground', ['--quiet']),
       ...describeAndDelete('functions', 'warmup', ['--quiet']),
       ...describeAndDelete('functions', 'health', ['--quiet']),
+      ...describeAndDelete('functions', 'removeBackgroundFromStorage', ['--quiet']),
     ]);
   });
 
@@ -713,7 +849,7 @@ describe('teardown.sh', () => {
     assertSucceeded(run);
     assert.deepEqual(
       run.calls.filter((call) => call.includes('delete')).map((call) => call[call.indexOf('delete') + 1]),
-      ['removeBackground', 'health'],
+      ['removeBackground', 'health', 'removeBackgroundFromStorage'],
     );
     assert.match(run.stderr, /skipped, describe failed: .*NOT_FOUND: detourage-warmup/);
   });
@@ -723,7 +859,7 @@ describe('teardown.sh', () => {
     assertSucceeded(dry);
     assert.deepEqual(dry.calls, []);
     const lines = dry.stdout.trimEnd().split('\n');
-    assert.equal(lines.length, 4);
+    assert.equal(lines.length, 5);
     assert.equal(
       lines[1],
       `if gcloud functions describe removeBackground --project=${PROJECT} --gen2 --region=us-central1 >/dev/null 2>&1; ` +
@@ -754,12 +890,18 @@ test('docs/deploy.md shows what the scripts print, and README.md names every dep
     ...runScript('schedule-warmup.sh', [...example, '--service-account=detourage-warmer@my-project.iam.gserviceaccount.com'])
       .stdout.trimEnd()
       .split('\n'),
+    ...runScript('deploy-storage.sh', [...example, '--input-bucket=my-photos', '--output-bucket=my-cutouts', '--storage-options=format=webp&crop=true'])
+      .stdout.replaceAll(PROJECT_ROOT, '/path/to/detourage')
+      .trimEnd()
+      .split('\n'),
   ];
-  assert.equal(printed.length, 8);
+  assert.equal(printed.length, 18);
   for (const line of printed) assert.ok(documented.has(line), `docs/deploy.md shows:\n${line}`);
-  const help = runScript('deploy.sh', ['--help']).stdout;
-  for (const [flag] of help.matchAll(/^ {2}--[a-z-]+/gm)) {
-    assert.ok(docs.includes(`\`${flag.trim()}\``), `README.md names ${flag.trim()}`);
+  for (const script of ['deploy.sh', 'deploy-storage.sh'] as const) {
+    const help = runScript(script, ['--help']).stdout;
+    for (const [flag] of help.matchAll(/^ {2}--[a-z-]+/gm)) {
+      assert.ok(docs.includes(`\`${flag.trim()}\``), `README.md names ${script}'s ${flag.trim()}`);
+    }
   }
 });
 
@@ -769,6 +911,9 @@ test('--help describes every option and runs nothing', () => {
       '--concurrency', '--timeout', '--allow-unauthenticated', '--dry-run', 'PROJECT', 'MEMORY', 'ALLOW_UNAUTHENTICATED',
       '--auth', 'firebase', 'app-check', '--firebase-project', 'FIREBASE_PROJECT_ID', '--warmup-service-account',
       'WARMUP_SERVICE_ACCOUNTS', '--no-warmup-service-account'],
+    'deploy-storage.sh': ['--project', '--region', '--input-bucket', '--input-prefix', '--output-bucket', '--output-prefix', '--storage-options',
+      '--max-event-age', '--trigger-location', '--trigger-service-account', '--service-account', '--model', '--memory', '--cpu',
+      '--concurrency', '--timeout', '--dry-run', 'INPUT_BUCKET', 'OUTPUT_BUCKET', 'STORAGE_OPTIONS', 'MAX_EVENT_AGE', 'TRIGGER_LOCATION'],
     'schedule-warmup.sh': ['--project', '--region', '--service-account', '--schedule', '--job', '--url', '--dry-run', 'WARMUP_SERVICE_ACCOUNTS'],
     'teardown.sh': ['--project', '--region', '--job', '--quiet', '--dry-run'],
   };

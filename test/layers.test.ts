@@ -11,6 +11,8 @@
  *   3.5  http.ts                    the express plumbing both of them share; above request/ because
  *                                   its log line redacts the URL by request's parameter names
  *   3    request/                   parameters and image sources, made into RemovalOptions
+ *   3    storage/                   the Cloud Storage calls of the storage function: beside
+ *                                   request/, as the other way an image comes in; neither imports the other
  *   2    pipeline/                  decode → … → encode, and the types its stages hand on
  *   1.5  config.ts                  beside the layers: it checks MODEL against the registry, so it
  *                                   sits just above model/; all that is above may read it, and
@@ -51,6 +53,7 @@ const LAYERS: Readonly<Record<string, Layer>> = {
   access: { name: 'access/', rank: 4 },
   http: { name: 'http.ts', rank: 3.5 },
   request: { name: 'request/', rank: 3 },
+  storage: { name: 'storage/', rank: 3 },
   pipeline: { name: 'pipeline/', rank: 2 },
   config: { name: 'config.ts', rank: 1.5 },
   model: { name: 'model/', rank: 1 },

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Channels, OutputFormat } from '../pipeline/types';
+import { type Channels, FILE_EXTENSIONS as EXTENSIONS, type OutputFormat } from '../pipeline/types';
 import { UsageError } from './args';
 import { type InputFile, isFolderTarget, isSingleFile } from './inputs';
 
@@ -34,7 +34,6 @@ export interface Job {
   output: string;
 }
 
-const EXTENSIONS: Record<OutputFormat, string> = { png: 'png', webp: 'webp', jpeg: 'jpg', zip: 'zip' };
 const FORMAT_BY_EXTENSION: Readonly<Record<string, OutputFormat>> = {
   '.png': 'png',
   '.webp': 'webp',

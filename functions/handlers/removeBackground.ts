@@ -1,8 +1,9 @@
 import type { Config } from '../config';
 import { allowMethods, type HttpHandler, type HttpRequest, type HttpResponse, sendJson, withRequestDeadline } from '../http';
 import type { ModelHolder } from '../model/holder';
+import type { ModelEntry } from '../model/registry';
 import type { MaskCache, MaskCacheOutcome } from '../pipeline/maskCache';
-import type { RemovalResult, StageTimings } from '../pipeline/removal';
+import type { RemovalJob, RemovalResult, StageTimings } from '../pipeline/removal';
 import { readRemovalRequest } from '../request/removalRequest';
 import { type Admission, admit, neverFits } from './admission';
 import { respondWarm, type Warmups } from './warmup';
@@ -18,13 +19,35 @@ export function serverTiming(timings: StageTimings, maskCache: MaskCacheOutcome)
   return entries.join(', ');
 }
 
-export interface RemovalDeps {
+/** What a removal runs with, in the HTTP function and the storage function alike. */
+export interface RemovalServices {
   config: Config;
   holder: ModelHolder;
   /** Undefined when MASK_CACHE_MB=0. */
   maskCache: MaskCache | undefined;
   admission: Admission;
+}
+
+export interface RemovalDeps extends RemovalServices {
   warmups: Warmups;
+}
+
+/**
+ * Plans the removal (headers read, model picked, peak memory estimated),
+ * refuses one larger than the whole budget, then runs it holding its place
+ * and its memory. `json`: the answer will carry the image as base64.
+ */
+export async function runRemoval(services: RemovalServices, job: RemovalJob, model: ModelEntry, json: boolean, signal: AbortSignal): Promise<RemovalResult> {
+  const { config, admission } = services;
+  const { planRemoval, removeBackground } = await import('../pipeline/removal');
+  const plan = await planRemoval(job, model, config, json);
+  if (plan.cost.bytes > admission.memory.capacity) throw neverFits(plan.cost, admission.memory.capacity, config);
+  return admit(admission, plan.cost.bytes, signal, () => removeBackground(plan, { holder: services.holder, maskCache: services.maskCache, signal }));
+}
+
+/** Whole milliseconds per stage, for a log line. */
+export function roundedTimings(timings: StageTimings): Record<string, number> {
+  return Object.fromEntries(Object.entries(timings).map(([stage, ms]) => [stage, Math.round(ms)]));
 }
 
 /** remove.bg's JSON answer, for `Accept: application/json`. */
@@ -85,16 +108,13 @@ function sendResult(request: HttpRequest, response: HttpResponse, result: Remova
 async function removeFromRequest(deps: RemovalDeps, request: HttpRequest, response: HttpResponse): Promise<void> {
   const { config, admission } = deps;
   const removal = await readRemovalRequest(request, config);
-  const { planRemoval, removeBackground } = await import('../pipeline/removal');
   const result = await withRequestDeadline(response, config.requestTimeoutMs, async (signal) => {
     // Uploads and base64 are in the body already; a URL is fetched under its own bound, before any place in the pipeline.
     const images = await (removal.fetchesUrl ? admission.fetches.run(() => removal.readImages(signal), signal) : removal.readImages(signal));
-    const plan = await planRemoval({ ...images, options: removal.options }, removal.model, config, wantsJson(request));
-    if (plan.cost.bytes > admission.memory.capacity) throw neverFits(plan.cost, admission.memory.capacity, config);
-    return admit(admission, plan.cost.bytes, signal, () => removeBackground(plan, { holder: deps.holder, maskCache: deps.maskCache, signal }));
+    return runRemoval(deps, { ...images, options: removal.options }, removal.model, wantsJson(request), signal);
   });
   response.locals.model = result.model;
-  response.locals.timings = Object.fromEntries(Object.entries(result.timings).map(([stage, ms]) => [stage, Math.round(ms)]));
+  response.locals.timings = roundedTimings(result.timings);
   response.locals.maskCache = result.maskCache;
   response.locals.passes = result.passes.join(',');
   sendResult(request, response, result);

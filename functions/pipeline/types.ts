@@ -29,6 +29,12 @@ export interface AlphaMask {
 export type Rgba = readonly [number, number, number, number];
 
 export type OutputFormat = 'png' | 'webp' | 'jpeg' | 'zip';
+/**
+ * Each format's file extension, for the CLI's files and the storage
+ * function's objects. Here rather than in encode.ts, which loads sharp: both
+ * name their outputs before anything is decoded.
+ */
+export const FILE_EXTENSIONS: Readonly<Record<OutputFormat, string>> = { png: 'png', webp: 'webp', jpeg: 'jpg', zip: 'zip' };
 /** rgba: the cutout; alpha: the mask alone, as a grayscale image. */
 export type Channels = 'rgba' | 'alpha';
 

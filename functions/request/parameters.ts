@@ -176,6 +176,19 @@ export function stringParameters(source: unknown): Record<string, string> {
   return result;
 }
 
+/**
+ * Parameters written as a query string outside any request (STORAGE_OPTIONS),
+ * decoded as a request's query is; a name given twice is refused as it is there.
+ */
+export function queryStringParameters(text: string, where: string): Record<string, string> {
+  const result = parameterTable();
+  for (const [name, value] of new URLSearchParams(text)) {
+    if (name in result) throw repeatedParameter(name, where);
+    result[name] = value;
+  }
+  return result;
+}
+
 /** Typos would otherwise be silently ignored and the caller would wonder why nothing changed. */
 export function checkParameterNames(names: Iterable<string>): void {
   for (const name of names) {

@@ -8,20 +8,30 @@ import type { ModelEntry } from '../model/registry';
 import { type ModelLookup, resolveModel } from '../model/selection';
 import type { RemovalOptions } from '../pipeline/options';
 import { parseRemovalOptions } from './options';
-import { checkParameterNames, stringParameters } from './parameters';
+import { checkParameterNames, type RequestParameters, stringParameters } from './parameters';
 import { fetchesUrl, pickImageSources, readImageSources, type RequestImages, type SourceSettings } from './sources';
 import { type RawRequest, readRequestBody, type UploadLimits } from './upload';
 
-export interface RemovalRequest {
-  /** The options, with the model's name resolved. */
+/** A removal's options, with the model's name resolved, and the model's entry. */
+export interface ResolvedOptions {
   options: RemovalOptions & { model: string };
   model: ModelEntry;
+}
+
+export interface RemovalRequest extends ResolvedOptions {
   /** Whether reading the images fetches a URL, which admission bounds on its own. */
   fetchesUrl: boolean;
   readImages(signal?: AbortSignal): Promise<RequestImages>;
 }
 
 export type RemovalRequestSettings = UploadLimits & SourceSettings & ModelLookup;
+
+/** Every value parsed, then the model: an allowed one whose weights are in place. */
+export function resolveOptions(parameters: RequestParameters, settings: ModelLookup): ResolvedOptions {
+  const requested = parseRemovalOptions(parameters);
+  const model = resolveModel(settings, requested.model);
+  return { options: { ...requested, model: model.name }, model };
+}
 
 export async function readRemovalRequest(
   request: RawRequest & { query?: unknown },
@@ -31,12 +41,10 @@ export async function readRemovalRequest(
   // The body's parameters win over the query string's.
   const parameters = { ...stringParameters(request.query), ...body.fields };
   checkParameterNames([...Object.keys(parameters), ...Object.keys(body.files)]);
-  const requested = parseRemovalOptions(parameters);
-  const model = resolveModel(settings, requested.model);
+  const resolved = resolveOptions(parameters, settings);
   const sources = pickImageSources(body, parameters);
   return {
-    options: { ...requested, model: model.name },
-    model,
+    ...resolved,
     fetchesUrl: fetchesUrl(parameters),
     readImages: (signal) => readImageSources(sources, settings, signal),
   };

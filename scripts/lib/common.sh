@@ -10,7 +10,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SCRIPT_NAME=${0##*/}
 
 # The names index.ts registers; each becomes its own Cloud Run service.
-FUNCTION_NAMES=(removeBackground warmup health)
+# deploy.sh deploys the first three, deploy-storage.sh the last.
+FUNCTION_NAMES=(removeBackground warmup health removeBackgroundFromStorage)
 # The function the scheduled warmup must reach: only its own instances serve removals.
 SERVING_FUNCTION=removeBackground
 DEFAULT_REGION=us-central1
