@@ -2,7 +2,7 @@
  * `npm run bench`: how close the service comes to the model's own speed, what
  * it costs in memory, and how fast a new instance answers.
  *
- *   node dist/bench/bench.js [--models isnet-fp16,isnet-uint8] [--quick] [--peer-dir /tmp/peer]
+ *   node dist/bench/bench.js [--models isnet-fp16,isnet-uint8] [--quick] [--peer-dir /tmp/peer] [--only model,reuse,cli]
  *                            [--cli-images N] [--cli-only]
  *
  * For each model: the inference floor (in this process), then the real server
@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig, MEMORY_MARGIN } from '../functions/config';
 import { findModel, registry } from '../functions/model/registry';
 import { checkWeights } from '../functions/model/weights';
-import { type BenchImage, benchImages } from './images';
+import { type BenchImage, benchImages, smallSubjectImage } from './images';
 import { type CliThroughputResult, measureCliThroughput, printCliThroughput } from './cliThroughput';
 import { type FloorResult, measureFloor } from './floor';
 import { measureReuse, printReuse, type ReuseResult } from './reuse';
@@ -265,7 +265,8 @@ async function benchModel(model: string, images: BenchImage[], iterations: Itera
   const imageResults: ImageResult[] = [];
   let formats: ModelResult['formats'];
   try {
-    for (const image of images) {
+    // The small subject only here: it shows what quality=auto's second look costs, and the other sections' figures stay comparable.
+    for (const image of [...images, await smallSubjectImage()]) {
       log(`${model}: warm ${image.name}…`);
       const count = image.width * image.height > LARGE_IMAGE_PIXELS ? iterations.large : iterations.small;
       imageResults.push(await warmLatency(server, image, count, floorBefore.medianMs));
@@ -360,8 +361,11 @@ async function main(): Promise<void> {
       'peer-dir': { type: 'string' },
       'cli-images': { type: 'string' },
       'cli-only': { type: 'boolean', default: false },
+      // model, reuse, cli: the sections to run (all by default); --cli-only is --only cli.
+      only: { type: 'string' },
     },
   });
+  const sections = new Set(values['cli-only'] ? ['cli'] : (values.only ?? 'model,reuse,cli').split(',').map((name) => name.trim()));
   const models = values.models ? values.models.split(',').map((name) => name.trim()) : defaultModels();
   for (const name of models) if (!findModel(name)) throw new Error(`unknown model ${name}`);
   const iterations = values.quick ? QUICK : FULL;
@@ -374,19 +378,24 @@ async function main(): Promise<void> {
   log(`models ${models.join(', ')} from ${loadConfig({ ...process.env, MODEL: undefined }).modelsDir}; load average ${loadBefore.join(' ')}`);
   const results: ModelResult[] = [];
   let reuse: ReuseResult | null = null;
-  if (!values['cli-only']) {
+  if (sections.has('model')) {
     for (const model of models) {
       const result = await benchModel(model, images, iterations, log);
       printTable(result);
       results.push(result);
     }
+  }
+  if (sections.has('reuse')) {
     log(`${models[0]!}: preview model and mask cache…`);
     reuse = await measureReuse(models[0]!, images, iterations.large, values['peer-dir'], log);
     printReuse(reuse);
   }
-  log(`${models[0]!}: the CLI through --endpoint…`);
-  const cliThroughput: CliThroughputResult = await measureCliThroughput(models[0]!, images, cliImages, log);
-  printCliThroughput(cliThroughput);
+  let cliThroughput: CliThroughputResult | null = null;
+  if (sections.has('cli')) {
+    log(`${models[0]!}: the CLI through --endpoint…`);
+    cliThroughput = await measureCliThroughput(models[0]!, images, cliImages, log);
+    printCliThroughput(cliThroughput);
+  }
   const summary = {
     bench: 'detourage',
     date: new Date().toISOString(),

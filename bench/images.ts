@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { PROJECT_ROOT } from '../functions/paths';
-import { fixture } from '../tools/lib/images';
+import { fixture, SMALL_SUBJECT_FRAME, smallSubjectPhoto } from '../tools/lib/images';
 import { seededRandom } from '../tools/lib/random';
 
 export interface BenchImage {
@@ -106,6 +106,11 @@ export async function benchImages(): Promise<BenchImage[]> {
     images.push({ name, bytes: await generated(name, width, height), width, height, contentType: 'image/jpeg' });
   }
   return images;
+}
+
+/** A subject covering about a tenth of the frame, which `quality=auto` zooms into: the default's cost where it takes its second look. */
+export async function smallSubjectImage(): Promise<BenchImage> {
+  return { name: 'small-subject', bytes: await smallSubjectPhoto(), ...SMALL_SUBJECT_FRAME, contentType: 'image/jpeg' };
 }
 
 export async function benchImage(name: string): Promise<BenchImage> {

@@ -13,7 +13,7 @@ import { loadModel } from '../functions/model/session';
 import { PASS_PLANS } from '../functions/pipeline/options';
 import { cropImage, mergeZoomed, subjectBox, zoomBox } from '../functions/pipeline/passes';
 import type { AlphaMask, DecodedImage } from '../functions/pipeline/types';
-import { fixture } from '../tools/lib/images';
+import { fixture, smallSubjectPhoto } from '../tools/lib/images';
 import { seededRandom } from '../tools/lib/random';
 import { bodyBytes, postImage, type RunningServer } from '../tools/lib/http';
 import { startLocalServer } from './support/servers';
@@ -86,15 +86,6 @@ test('the merge takes the maximum inside the box and leaves the rest: it never l
     assert.ok(raised > 0, 'the zoomed mask raised some pixel inside the box');
   }
 });
-
-/** The anime girl's cutout at 30% of her size on a flat 1200x900 frame: her box covers about a tenth of it. */
-async function smallSubjectPhoto(): Promise<Buffer> {
-  const cutout = await sharp(fixture('anime-girl-1.isnet-general-use.png')).resize(255, 180).png().toBuffer();
-  return sharp({ create: { width: 1200, height: 900, channels: 3, background: { r: 120, g: 140, b: 110 } } })
-    .composite([{ input: cutout, left: 700, top: 600 }])
-    .jpeg({ quality: 92 })
-    .toBuffer();
-}
 
 /** The real model, with each inference tagged by the inference slot it ran in. */
 function slotTaggingLoader(): { loader: ModelLoader; runs: number[]; enterSlot: () => void; slot: { current: number } } {

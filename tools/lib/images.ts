@@ -8,6 +8,22 @@ export function fixture(name: string): Buffer {
   return readFileSync(path.join(PROJECT_ROOT, 'test', 'fixtures', name));
 }
 
+/** The size of smallSubjectPhoto's frame. */
+export const SMALL_SUBJECT_FRAME = { width: 1200, height: 900 } as const;
+
+/**
+ * rembg's cutout of the anime girl at 30% of her size on a flat 1200x900
+ * frame: her box covers about a tenth of it, the case `quality=auto`'s
+ * zoomed pass is for.
+ */
+export async function smallSubjectPhoto(): Promise<Buffer> {
+  const cutout = await sharp(fixture('anime-girl-1.isnet-general-use.png')).resize(255, 180).png().toBuffer();
+  return sharp({ create: { ...SMALL_SUBJECT_FRAME, channels: 3, background: { r: 120, g: 140, b: 110 } } })
+    .composite([{ input: cutout, left: 700, top: 600 }])
+    .jpeg({ quality: 92 })
+    .toBuffer();
+}
+
 export interface DecodedPixels {
   width: number;
   height: number;
