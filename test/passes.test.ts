@@ -9,13 +9,13 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { loadConfig } from '../functions/config';
 import type { ModelLoader } from '../functions/model/holder';
-import { loadModel } from '../functions/model/session';
 import { PASS_PLANS } from '../functions/pipeline/options';
 import { cropImage, mergeZoomed, subjectBox, zoomBox } from '../functions/pipeline/passes';
 import type { AlphaMask, DecodedImage } from '../functions/pipeline/types';
 import { fixture, smallSubjectPhoto } from '../tools/lib/images';
 import { seededRandom } from '../tools/lib/random';
 import { bodyBytes, postImage, type RunningServer } from '../tools/lib/http';
+import { modelBeforeEachRun } from './support/heldModel';
 import { startLocalServer } from './support/servers';
 
 /** A square model mask with one rectangle of `value`, in the mask's own pixels. */
@@ -92,20 +92,9 @@ function slotTaggingLoader(): { loader: ModelLoader; runs: number[]; enterSlot: 
   const runs: number[] = [];
   const slot = { current: 0 };
   return {
-    loader: async (entry, settings) => {
-      const model = await loadModel(entry, settings);
-      return {
-        entry: model.entry,
-        get alive() {
-          return model.alive;
-        },
-        run: (input) => {
-          runs.push(slot.current);
-          return model.run(input);
-        },
-        release: () => model.release(),
-      };
-    },
+    loader: modelBeforeEachRun(() => {
+      runs.push(slot.current);
+    }),
     runs,
     enterSlot: () => {
       slot.current += 1;

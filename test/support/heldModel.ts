@@ -20,6 +20,24 @@ export interface HeldModel {
   untilWaiting(count: number): Promise<void>;
 }
 
+/** The real model, with `beforeRun` awaited before each of its inferences: what a test sees of the inferences, counted outside the holder. */
+export function modelBeforeEachRun(beforeRun: () => void | Promise<void>): ModelLoader {
+  return async (entry, settings) => {
+    const model = await loadModel(entry, settings);
+    return {
+      entry: model.entry,
+      get alive() {
+        return model.alive;
+      },
+      run: async (input) => {
+        await beforeRun();
+        return model.run(input);
+      },
+      release: () => model.release(),
+    };
+  };
+}
+
 export function heldModel(): HeldModel {
   let release: (() => void) | null = null;
   let door: Promise<void> = Promise.resolve();
@@ -35,24 +53,13 @@ export function heldModel(): HeldModel {
     }
   };
   const held: HeldModel = {
-    loader: async (entry, settings) => {
-      const model = await loadModel(entry, settings);
-      return {
-        entry: model.entry,
-        get alive() {
-          return model.alive;
-        },
-        run: async (input) => {
-          waiting += 1;
-          notify();
-          await door;
-          waiting -= 1;
-          ran += 1;
-          return model.run(input);
-        },
-        release: () => model.release(),
-      };
-    },
+    loader: modelBeforeEachRun(async () => {
+      waiting += 1;
+      notify();
+      await door;
+      waiting -= 1;
+      ran += 1;
+    }),
     get waiting() {
       return waiting;
     },
