@@ -292,6 +292,23 @@ describe('one deployment, the real model', () => {
 });
 
 describe('settings', () => {
+  test('an object over MAX_UPLOAD_BYTES is refused without being read, by the event\'s size or, when it has none, its metadata\'s', async () => {
+    const small = await deploy({ MAX_UPLOAD_BYTES: '1000' });
+    try {
+      for (const [name, withSize] of [['photos/big.jpg', true], ['photos/big-unsized.jpg', false]] as const) {
+        const object = putPhoto(name, 'car-1.jpg');
+        const event = eventOf(object);
+        if (!withSize) delete (event.data as { size?: unknown }).size;
+        assert.equal((await postEvent(small.server.url, event)).status, 204, name);
+        assert.equal(sidecarBody(`cutouts/${name.replace('.jpg', '.png')}.error.json`).error.code, 'payload_too_large', name);
+        assert.ok(!fake.requests.some((request) => request.kind === 'media' && request.name === name), `${name} was never downloaded`);
+        assert.equal(small.lastEvent().outcome, 'refused');
+      }
+    } finally {
+      await small.close();
+    }
+  });
+
   test('the loop guard: one bucket for both needs two disjoint prefixes, checked at start', () => {
     const same = (inputPrefix: string, outputPrefix: string) => () =>
       loadConfig({ INPUT_BUCKET: INPUT, OUTPUT_BUCKET: INPUT, INPUT_PREFIX: inputPrefix, OUTPUT_PREFIX: outputPrefix });

@@ -286,9 +286,10 @@ async function removeAndWrite(context: EventContext, signal: AbortSignal): Promi
   let result: RemovalResult;
   try {
     if (options === undefined) throw refusal;
-    // The event's size spares reading an object that is over the limit anyway; the bytes read are checked again.
-    if (event.size !== undefined && event.size > config.maxUploadBytes) throw payloadTooLarge('The object', config.maxUploadBytes);
-    const bytes = await timed(report, 'read', () => deps.store.read(source, event.generation));
+    // An object over the limit is never read: a generation's size is fixed, and an event without one has it looked up.
+    const size = event.size ?? (await timed(report, 'size', () => deps.store.sizeOf(source, event.generation)));
+    if (size !== null && size > config.maxUploadBytes) throw payloadTooLarge('The object', config.maxUploadBytes);
+    const bytes = size === null ? null : await timed(report, 'read', () => deps.store.read(source, event.generation));
     if (bytes === null) {
       report.outcome = 'skipped';
       report.reason = `generation ${event.generation} is no longer there`;

@@ -37,6 +37,8 @@ export interface ObjectStore {
   describe(object: ObjectName): Promise<StoredObject | null>;
   /** The bytes of that generation; null once it is no longer there (deleted, or replaced without versioning). */
   read(object: ObjectName, generation: string): Promise<Buffer | null>;
+  /** The bytes that generation holds, from its metadata; null once it is no longer there. */
+  sizeOf(object: ObjectName, generation: string): Promise<number | null>;
   write(object: ObjectName, contents: NewObject): Promise<WriteOutcome>;
 }
 
@@ -92,6 +94,15 @@ export function createObjectStore(settings: ObjectStoreSettings): ObjectStore {
         const [metadata] = await (await file(object)).getMetadata();
         const custom = Object.entries(metadata.metadata ?? {}).filter((entry): entry is [string, string] => typeof entry[1] === 'string');
         return { generation: String(metadata.generation), metadata: Object.fromEntries(custom) };
+      } catch (error) {
+        if (statusOf(error) === 404) return null;
+        throw failure('metadata of', object, error);
+      }
+    },
+    async sizeOf(object, generation) {
+      try {
+        const [metadata] = await (await file(object, generation)).getMetadata();
+        return Number(metadata.size);
       } catch (error) {
         if (statusOf(error) === 404) return null;
         throw failure('metadata of', object, error);
